@@ -1,0 +1,390 @@
+#include "config/config.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <variant>
+
+#include <toml++/toml.h>
+
+#include "common/error.hpp"
+#include "crisd_build.hpp"
+
+namespace crisd::config {
+namespace {
+
+using StringRef = std::function<std::string&(Config&)>;
+using IntRef = std::function<std::int64_t&(Config&)>;
+using Field = std::variant<StringRef, IntRef>;
+
+struct Key {
+    std::string table;  // "crisd.api"
+    std::string name;   // "listen"
+    std::string description;
+    Field field;
+
+    std::string full_name() const { return table + "." + name; }
+};
+
+// The one list of scalar keys. Runtime handlers ([crisd.runtime.runtimes.NAME])
+// are a map of tables and are described by handler_keys() below.
+const std::vector<Key>& scalar_keys() {
+    static const std::vector<Key> keys = {
+        {"crisd", "root", "Persistent state: image store, pod and container records.",
+         StringRef([](Config& c) -> std::string& { return c.root; })},
+        {"crisd", "runroot", "Runtime state that does not survive a reboot.",
+         StringRef([](Config& c) -> std::string& { return c.runroot; })},
+        {"crisd", "log_level", "One of trace, debug, info, warn, error, critical, off.",
+         StringRef([](Config& c) -> std::string& { return c.log_level; })},
+        {"crisd.api", "listen",
+         "CRI socket path when crisd is not socket-activated (crisd.socket has its own ListenStream).",
+         StringRef([](Config& c) -> std::string& { return c.api.listen; })},
+        {"crisd.api", "grpc_max_send_msg_size", "Largest gRPC message crisd sends, in bytes.",
+         IntRef([](Config& c) -> std::int64_t& { return c.api.grpc_max_send_msg_size; })},
+        {"crisd.api", "grpc_max_recv_msg_size", "Largest gRPC message crisd accepts, in bytes.",
+         IntRef([](Config& c) -> std::int64_t& { return c.api.grpc_max_recv_msg_size; })},
+        {"crisd.api", "shutdown_timeout",
+         "Seconds that requests in flight may take to finish after SIGTERM.",
+         IntRef([](Config& c) -> std::int64_t& { return c.api.shutdown_timeout; })},
+        {"crisd.runtime", "default_runtime",
+         "Runtime handler used when the CRI request names none; must be a table in runtimes.",
+         StringRef([](Config& c) -> std::string& { return c.runtime.default_runtime; })},
+    };
+    return keys;
+}
+
+struct HandlerKey {
+    std::string name;
+    std::string description;
+    std::string RuntimeHandler::*member;
+};
+
+const std::vector<HandlerKey>& handler_keys() {
+    static const std::vector<HandlerKey> keys = {
+        {"runtime_path", "Path of the OCI runtime binary; empty looks the handler name up in PATH.",
+         &RuntimeHandler::runtime_path},
+        {"runtime_root", "State directory passed to the runtime as --root.",
+         &RuntimeHandler::runtime_root},
+        {"runtime_type", "Only \"oci\" is supported.", &RuntimeHandler::runtime_type},
+    };
+    return keys;
+}
+
+const char* const kHandlersTable = "crisd.runtime.runtimes";
+
+Error config_error(const std::string& origin, const std::string& message) {
+    return Error(Code::InvalidArgument, origin + ": " + message);
+}
+
+const char* type_name(const toml::node& n) {
+    switch (n.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "nothing";
+    }
+}
+
+std::string get_string(const toml::node& n, const std::string& key, const std::string& origin) {
+    if (!n.is_string())
+        throw config_error(origin, key + ": expected a string, got " + type_name(n));
+    return *n.value<std::string>();
+}
+
+std::int64_t get_int(const toml::node& n, const std::string& key, const std::string& origin) {
+    if (!n.is_integer())
+        throw config_error(origin, key + ": expected an integer, got " + type_name(n));
+    return *n.value<std::int64_t>();
+}
+
+const toml::table& as_table(const toml::node& n, const std::string& key, const std::string& origin) {
+    if (!n.is_table())
+        throw config_error(origin, key + ": expected a table, got " + type_name(n));
+    return *n.as_table();
+}
+
+void apply_handler(RuntimeHandler& h, const toml::table& t, const std::string& prefix,
+                   const std::string& origin) {
+    for (auto&& [k, v] : t) {
+        const std::string key(k.str());
+        auto it = std::find_if(handler_keys().begin(), handler_keys().end(),
+                               [&](const HandlerKey& hk) { return hk.name == key; });
+        if (it == handler_keys().end())
+            throw config_error(origin, "unknown key " + prefix + "." + key);
+        h.*(it->member) = get_string(v, prefix + "." + key, origin);
+    }
+}
+
+void apply_table(Config& cfg, const toml::table& t, const std::string& path,
+                 const std::string& origin) {
+    for (auto&& [k, v] : t) {
+        const std::string key(k.str());
+        const std::string full = path.empty() ? key : path + "." + key;
+        if (full == kHandlersTable) {
+            for (auto&& [hk, hv] : as_table(v, full, origin)) {
+                const std::string hname(hk.str());
+                const std::string hpath = full + "." + hname;
+                apply_handler(cfg.runtime.runtimes[hname], as_table(hv, hpath, origin), hpath,
+                              origin);
+            }
+            continue;
+        }
+        auto it = std::find_if(scalar_keys().begin(), scalar_keys().end(),
+                               [&](const Key& sk) { return sk.full_name() == full; });
+        if (it != scalar_keys().end()) {
+            std::visit(
+                [&](auto&& ref) {
+                    using R = std::decay_t<decltype(ref)>;
+                    if constexpr (std::is_same_v<R, StringRef>)
+                        ref(cfg) = get_string(v, full, origin);
+                    else
+                        ref(cfg) = get_int(v, full, origin);
+                },
+                it->field);
+            continue;
+        }
+        // A table that holds known keys (crisd, crisd.api, ...) is walked into.
+        const bool known_table =
+            std::any_of(scalar_keys().begin(), scalar_keys().end(),
+                        [&](const Key& sk) {
+                            return sk.table == full || sk.table.starts_with(full + ".");
+                        }) ||
+            std::string(kHandlersTable).starts_with(full + ".");
+        if (!known_table) throw config_error(origin, "unknown key " + full);
+        apply_table(cfg, as_table(v, full, origin), full, origin);
+    }
+}
+
+std::string quote(const std::string& s) {
+    std::string out = "\"";
+    for (unsigned char ch : s) {
+        switch (ch) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\t': out += "\\t"; break;
+        case '\r': out += "\\r"; break;
+        default:
+            if (ch < 0x20 || ch == 0x7f) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\u%04x", ch);
+                out += buf;
+            } else {
+                out += static_cast<char>(ch);
+            }
+        }
+    }
+    return out + "\"";
+}
+
+// TOML bare keys are [A-Za-z0-9_-]+; anything else is quoted.
+std::string toml_key(const std::string& k) {
+    const bool bare = !k.empty() && std::all_of(k.begin(), k.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '_' || c == '-';
+    });
+    return bare ? k : quote(k);
+}
+
+std::string value_text(const Key& key, const Config& cfg) {
+    auto& c = const_cast<Config&>(cfg);
+    return std::visit(
+        [&](auto&& ref) -> std::string {
+            using R = std::decay_t<decltype(ref)>;
+            if constexpr (std::is_same_v<R, StringRef>)
+                return quote(ref(c));
+            else
+                return std::to_string(ref(c));
+        },
+        key.field);
+}
+
+bool is_absolute(const std::string& p) { return !p.empty() && p[0] == '/'; }
+
+// RuntimeClass handler names are DNS labels.
+bool valid_handler_name(const std::string& n) {
+    if (n.empty() || n.size() > 63) return false;
+    if (!std::isalnum(static_cast<unsigned char>(n.front())) ||
+        !std::isalnum(static_cast<unsigned char>(n.back())))
+        return false;
+    return std::all_of(n.begin(), n.end(), [](unsigned char c) {
+        return (std::islower(c) || std::isdigit(c) || c == '-');
+    });
+}
+
+}  // namespace
+
+Config defaults() {
+    Config c;
+    c.root = "/var/lib/crisd";
+    c.runroot = "/run/crisd";
+    c.log_level = "info";
+    c.api.listen = "/run/crisd/crisd.sock";
+    c.api.grpc_max_send_msg_size = 80 * 1024 * 1024;
+    c.api.grpc_max_recv_msg_size = 80 * 1024 * 1024;
+    c.api.shutdown_timeout = 10;
+    c.runtime.default_runtime = "runc";
+    c.runtime.runtimes["runc"] = RuntimeHandler{"", "/run/runc", "oci"};
+    c.runtime.runtimes["crun"] = RuntimeHandler{"", "/run/crun", "oci"};
+    return c;
+}
+
+Sources default_sources() {
+    const std::string dir = std::string(CRISD_SYSCONFDIR) + "/crisd";
+    return Sources{dir + "/crisd.conf", dir + "/crisd.conf.d", false};
+}
+
+void apply_toml(Config& cfg, const std::string& text, const std::string& origin) {
+    toml::table doc;
+    try {
+        doc = toml::parse(text, origin);
+    } catch (const toml::parse_error& e) {
+        std::ostringstream msg;
+        msg << "line " << e.source().begin.line << ", column " << e.source().begin.column
+            << ": " << e.description();
+        throw config_error(origin, msg.str());
+    }
+    apply_table(cfg, doc, "", origin);
+}
+
+void validate(const Config& cfg, const std::string& origin) {
+    static const std::set<std::string> levels = {"trace", "debug", "info", "warn",
+                                                 "error", "critical", "off"};
+    if (!levels.count(cfg.log_level))
+        throw config_error(origin, "crisd.log_level: " + quote(cfg.log_level) +
+                                       " is not one of trace, debug, info, warn, error, "
+                                       "critical, off");
+    for (const auto& [key, value] : {std::pair<std::string, std::string>{"crisd.root", cfg.root},
+                                     {"crisd.runroot", cfg.runroot},
+                                     {"crisd.api.listen", cfg.api.listen}}) {
+        if (!is_absolute(value))
+            throw config_error(origin, key + ": " + quote(value) + " is not an absolute path");
+    }
+    for (const auto& [key, value] :
+         {std::pair<std::string, std::int64_t>{"crisd.api.grpc_max_send_msg_size",
+                                               cfg.api.grpc_max_send_msg_size},
+          {"crisd.api.grpc_max_recv_msg_size", cfg.api.grpc_max_recv_msg_size}}) {
+        if (value < 4096 || value > INT32_MAX)
+            throw config_error(origin, key + ": " + std::to_string(value) +
+                                           " is outside 4096.." + std::to_string(INT32_MAX));
+    }
+    if (cfg.api.shutdown_timeout < 0 || cfg.api.shutdown_timeout > 3600)
+        throw config_error(origin, "crisd.api.shutdown_timeout: " +
+                                       std::to_string(cfg.api.shutdown_timeout) +
+                                       " is outside 0..3600 seconds");
+    for (const auto& [name, h] : cfg.runtime.runtimes) {
+        const std::string prefix = std::string(kHandlersTable) + "." + name;
+        if (!valid_handler_name(name))
+            throw config_error(origin, prefix + ": handler name " + quote(name) +
+                                           " is not a DNS label (lower-case letters, digits, '-')");
+        if (h.runtime_type != "oci")
+            throw config_error(origin, prefix + ".runtime_type: " + quote(h.runtime_type) +
+                                           " is not supported (only \"oci\")");
+        if (!h.runtime_path.empty() && !is_absolute(h.runtime_path))
+            throw config_error(origin, prefix + ".runtime_path: " + quote(h.runtime_path) +
+                                           " is not an absolute path");
+        if (!is_absolute(h.runtime_root))
+            throw config_error(origin, prefix + ".runtime_root: " + quote(h.runtime_root) +
+                                           " is not an absolute path");
+    }
+    if (!cfg.runtime.runtimes.count(cfg.runtime.default_runtime))
+        throw config_error(origin, "crisd.runtime.default_runtime: " +
+                                       quote(cfg.runtime.default_runtime) +
+                                       " has no [crisd.runtime.runtimes." +
+                                       cfg.runtime.default_runtime + "] table");
+}
+
+namespace {
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw_errno("reading " + path);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw_errno("reading " + path);
+    return ss.str();
+}
+
+}  // namespace
+
+Config load(const Sources& sources) {
+    namespace fs = std::filesystem;
+    Config cfg = defaults();
+    std::vector<std::string> applied;
+    std::error_code ec;
+    if (!sources.file.empty()) {
+        if (fs::exists(sources.file, ec)) {
+            apply_toml(cfg, read_file(sources.file), sources.file);
+            applied.push_back(sources.file);
+        } else if (sources.file_required) {
+            throw Error(Code::NotFound, "config file " + sources.file + " does not exist");
+        }
+    }
+    if (!sources.dropin_dir.empty() && fs::is_directory(sources.dropin_dir, ec)) {
+        std::vector<std::string> dropins;
+        for (const auto& entry : fs::directory_iterator(sources.dropin_dir, ec)) {
+            const auto& p = entry.path();
+            if (p.extension() == ".conf" && !p.filename().string().starts_with(".") &&
+                entry.is_regular_file(ec))
+                dropins.push_back(p.string());
+        }
+        if (ec) throw sys_error("listing " + sources.dropin_dir, ec.value());
+        std::sort(dropins.begin(), dropins.end());
+        for (const auto& d : dropins) {
+            apply_toml(cfg, read_file(d), d);
+            applied.push_back(d);
+        }
+    }
+    std::string origin = applied.empty() ? std::string("built-in defaults") : applied.front();
+    for (size_t i = 1; i < applied.size(); ++i) origin += ", " + applied[i];
+    validate(cfg, origin);
+    return cfg;
+}
+
+std::string to_toml(const Config& cfg) {
+    std::ostringstream out;
+    out << "# crisd " << CRISD_VERSION << " effective configuration\n";
+    std::string current;
+    for (const auto& key : scalar_keys()) {
+        if (key.table != current) {
+            out << (current.empty() ? "" : "\n") << "[" << key.table << "]\n";
+            current = key.table;
+        }
+        out << "# " << key.description << "\n" << key.name << " = " << value_text(key, cfg)
+            << "\n";
+    }
+    for (const auto& [name, h] : cfg.runtime.runtimes) {
+        out << "\n[" << kHandlersTable << "." << toml_key(name) << "]\n";
+        for (const auto& hk : handler_keys())
+            out << "# " << hk.description << "\n" << hk.name << " = " << quote(h.*(hk.member))
+                << "\n";
+    }
+    return out.str();
+}
+
+std::vector<KeyDoc> key_docs() {
+    const Config d = defaults();
+    std::vector<KeyDoc> docs;
+    for (const auto& key : scalar_keys()) {
+        const bool is_string = std::holds_alternative<StringRef>(key.field);
+        docs.push_back({key.full_name(), is_string ? "string" : "integer", value_text(key, d),
+                        key.description});
+    }
+    for (const auto& [name, h] : d.runtime.runtimes)
+        for (const auto& hk : handler_keys())
+            docs.push_back({std::string(kHandlersTable) + "." + name + "." + hk.name, "string",
+                            quote(h.*(hk.member)), hk.description});
+    return docs;
+}
+
+}  // namespace crisd::config

@@ -1,0 +1,29 @@
+// The CRI gRPC services. Handlers here translate and validate; the logic lives
+// in the services they call (runtime, image, network).
+#pragma once
+
+#include <memory>
+
+namespace grpc {
+class Service;
+}
+
+namespace crisd::runtime {
+class Handlers;
+}
+namespace crisd::network {
+class Network;
+}
+
+namespace crisd::cri {
+
+// What the handlers call into. Each member is owned by the daemon.
+struct Backends {
+    const runtime::Handlers& handlers;
+    const network::Network& network;
+};
+
+std::unique_ptr<grpc::Service> make_runtime_service(const Backends& backends);
+std::unique_ptr<grpc::Service> make_image_service(const Backends& backends);
+
+}  // namespace crisd::cri

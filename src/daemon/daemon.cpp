@@ -1,0 +1,97 @@
+#include "daemon/daemon.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+
+#include <grpcpp/impl/codegen/service_type.h>
+#include <spdlog/spdlog.h>
+
+#include "common/error.hpp"
+#include "crisd_build.hpp"
+#include "cri/cri.hpp"
+#include "network/network.hpp"
+#include "runtime/handlers.hpp"
+#include "server/listener.hpp"
+#include "server/server.hpp"
+
+namespace crisd::daemon {
+namespace {
+
+void notify(const std::string& state) {
+    // Harmless (returns 0) when NOTIFY_SOCKET is unset, i.e. started by hand.
+    const int r = sd_notify(0, state.c_str());
+    if (r < 0) spdlog::warn("sd_notify: {}", std::strerror(-r));
+}
+
+void make_dir(const std::string& path, mode_t mode) {
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec) throw sys_error("creating " + path, ec.value());
+    if (::chmod(path.c_str(), mode) != 0) throw_errno("setting the mode of " + path);
+}
+
+sigset_t stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    return set;
+}
+
+}  // namespace
+
+void block_signals() {
+    sigset_t set = stop_signals();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+}
+
+DaemonManager::DaemonManager(config::Config cfg) : cfg_(std::move(cfg)) {}
+
+int DaemonManager::run() {
+    make_dir(cfg_.root, 0700);
+    make_dir(cfg_.runroot, 0755);
+
+    const char* path_env = std::getenv("PATH");
+    runtime::Handlers handlers(cfg_.runtime,
+                               path_env ? path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    network::Network network;
+    const cri::Backends backends{handlers, network};
+    auto runtime_service = cri::make_runtime_service(backends);
+    auto image_service = cri::make_image_service(backends);
+
+    server::GrpcServer grpc({runtime_service.get(), image_service.get()},
+                            {static_cast<int>(cfg_.api.grpc_max_send_msg_size),
+                             static_cast<int>(cfg_.api.grpc_max_recv_msg_size)});
+
+    auto inherited = server::Listener::from_systemd();
+    const bool activated = inherited.has_value();
+    server::Listener listener =
+        activated ? std::move(*inherited) : server::Listener::bind(cfg_.api.listen);
+    const std::string where = listener.path();
+    grpc.serve(std::move(listener));
+
+    const auto runtime_ready = handlers.readiness();
+    if (!runtime_ready.status) spdlog::warn("runtime not ready: {}", runtime_ready.message);
+    spdlog::info("crisd {} serving CRI on {}{}", CRISD_VERSION, where,
+                 activated ? " (socket from systemd)" : "");
+    notify("READY=1\nSTATUS=Serving CRI on " + where);
+
+    sigset_t set = stop_signals();
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {
+    }
+    spdlog::info("received {}, draining requests (up to {} s)", strsignal(sig),
+                 cfg_.api.shutdown_timeout);
+    notify("STOPPING=1\nSTATUS=Draining requests");
+    grpc.shutdown(std::chrono::seconds(cfg_.api.shutdown_timeout));
+    spdlog::info("crisd stopped");
+    return 0;
+}
+
+}  // namespace crisd::daemon
