@@ -351,23 +351,30 @@ Config load(const Sources& sources) {
     return cfg;
 }
 
-std::string to_toml(const Config& cfg) {
+std::string to_toml(const Config& cfg, bool commented) {
     std::ostringstream out;
-    out << "# crisd " << CRISD_VERSION << " effective configuration\n";
+    const char* k = commented ? "#" : "";
+    if (commented)
+        out << "# crisd configuration. Every key is shown commented out with its built-in\n"
+               "# default; uncomment a key to change it, or better, put changes in a drop-in\n"
+               "# file in crisd.conf.d/ (applied in lexical order). `crisd config` prints the\n"
+               "# effective configuration.\n\n";
+    else
+        out << "# crisd " << CRISD_VERSION << " effective configuration\n";
     std::string current;
     for (const auto& key : scalar_keys()) {
         if (key.table != current) {
-            out << (current.empty() ? "" : "\n") << "[" << key.table << "]\n";
+            out << (current.empty() ? "" : "\n") << k << "[" << key.table << "]\n";
             current = key.table;
         }
-        out << "# " << key.description << "\n" << key.name << " = " << value_text(key, cfg)
-            << "\n";
+        out << "# " << key.description << "\n"
+            << k << key.name << " = " << value_text(key, cfg) << "\n";
     }
     for (const auto& [name, h] : cfg.runtime.runtimes) {
-        out << "\n[" << kHandlersTable << "." << toml_key(name) << "]\n";
+        out << "\n" << k << "[" << kHandlersTable << "." << toml_key(name) << "]\n";
         for (const auto& hk : handler_keys())
-            out << "# " << hk.description << "\n" << hk.name << " = " << quote(h.*(hk.member))
-                << "\n";
+            out << "# " << hk.description << "\n"
+                << k << hk.name << " = " << quote(h.*(hk.member)) << "\n";
     }
     return out.str();
 }

@@ -60,7 +60,9 @@ void apply_toml(Config& cfg, const std::string& text, const std::string& origin)
 void validate(const Config& cfg, const std::string& origin);
 
 // The effective config as TOML, every key with a comment; loads back to cfg.
-std::string to_toml(const Config& cfg);
+// `commented` prints every key commented out (the installed crisd.conf: it
+// documents the defaults without pinning them).
+std::string to_toml(const Config& cfg, bool commented = false);
 
 // Documentation of the keys: "crisd.api.listen" etc., with the default as TOML.
 struct KeyDoc {

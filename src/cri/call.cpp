@@ -12,6 +12,13 @@ std::uint64_t next_request_id() {
     return ++counter;
 }
 
+std::atomic<int>& calls_in_flight_counter() {
+    static std::atomic<int> count{0};
+    return count;
+}
+
+int calls_in_flight() { return calls_in_flight_counter().load(); }
+
 void unimplemented(const char* rpc) {
     throw Error(Code::Unimplemented, std::string("crisd: ") + rpc + " is not implemented yet");
 }

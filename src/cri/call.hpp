@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
+#include "cri/cri.hpp"
 
 namespace crisd::cri {
 
@@ -20,8 +21,19 @@ grpc::Status to_status(const Error& error);
 
 std::uint64_t next_request_id();
 
+// Unary calls being served right now (the daemon drains them on SIGTERM).
+std::atomic<int>& calls_in_flight_counter();
+
+struct InFlight {
+    InFlight() { ++calls_in_flight_counter(); }
+    ~InFlight() { --calls_in_flight_counter(); }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+};
+
 template <typename Fn>
 grpc::Status call(const char* rpc, Fn&& fn) {
+    const InFlight in_flight;
     const auto id = next_request_id();
     const auto start = std::chrono::steady_clock::now();
     grpc::Status status;

@@ -26,4 +26,7 @@ struct Backends {
 std::unique_ptr<grpc::Service> make_runtime_service(const Backends& backends);
 std::unique_ptr<grpc::Service> make_image_service(const Backends& backends);
 
+// Unary CRI calls being served at this moment.
+int calls_in_flight();
+
 }  // namespace crisd::cri

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include <grpcpp/impl/codegen/service_type.h>
 #include <spdlog/spdlog.h>
@@ -89,7 +90,18 @@ int DaemonManager::run() {
     spdlog::info("received {}, draining requests (up to {} s)", strsignal(sig),
                  cfg_.api.shutdown_timeout);
     notify("STOPPING=1\nSTATUS=Draining requests");
-    grpc.shutdown(std::chrono::seconds(cfg_.api.shutdown_timeout));
+    // Drain: no new connections, then wait for the calls being served (not for
+    // idle connections, which gRPC would otherwise hold open for seconds).
+    grpc.stop_accepting();
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(cfg_.api.shutdown_timeout);
+    while (cri::calls_in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (const int left = cri::calls_in_flight(); left > 0)
+        spdlog::warn("cancelling {} request(s) still running after {} s", left,
+                     cfg_.api.shutdown_timeout);
+    // A short grace lets clients see the GOAWAY and reconnect cleanly to the next crisd.
+    grpc.shutdown(std::chrono::milliseconds(500));
     spdlog::info("crisd stopped");
     return 0;
 }

@@ -30,6 +30,9 @@ int main(int argc, char** argv) {
     app.add_option("--root", root, "Persistent state directory (crisd.root)");
     app.add_option("--runroot", runroot, "Runtime state directory (crisd.runroot)");
     auto* config_cmd = app.add_subcommand("config", "Print the effective configuration as TOML");
+    bool commented = false;
+    config_cmd->add_flag("--commented", commented,
+                         "Print every key commented out (the form of the installed crisd.conf)");
 
     try {
         app.parse(argc, argv);
@@ -48,7 +51,7 @@ int main(int argc, char** argv) {
         config::validate(cfg, "command line");
 
         if (config_cmd->parsed()) {
-            std::cout << config::to_toml(cfg);
+            std::cout << config::to_toml(cfg, commented);
             return 0;
         }
         log::setup(cfg.log_level, log::detect_target());

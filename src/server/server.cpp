@@ -56,16 +56,19 @@ void GrpcServer::accept_loop() {
     }
 }
 
-void GrpcServer::shutdown(std::chrono::milliseconds drain) {
+void GrpcServer::stop_accepting() {
+    if (!acceptor_.joinable()) return;
+    const std::uint64_t one = 1;
+    if (::write(stop_fd_.get(), &one, sizeof one) < 0)
+        spdlog::warn("waking the accept loop: {}", std::strerror(errno));
+    acceptor_.join();
+}
+
+void GrpcServer::shutdown(std::chrono::milliseconds grace) {
     if (shut_down_) return;
     shut_down_ = true;
-    if (acceptor_.joinable()) {
-        const std::uint64_t one = 1;
-        if (::write(stop_fd_.get(), &one, sizeof one) < 0)
-            spdlog::warn("waking the accept loop: {}", std::strerror(errno));
-        acceptor_.join();
-    }
-    server_->Shutdown(std::chrono::system_clock::now() + drain);
+    stop_accepting();
+    server_->Shutdown(std::chrono::system_clock::now() + grace);
     server_->Wait();
     listener_.reset();  // unlinks a socket crisd bound itself
 }

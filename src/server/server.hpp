@@ -33,9 +33,13 @@ public:
     // Starts accepting connections on `listener` (owned from here on).
     void serve(Listener listener);
 
-    // Stops accepting, lets calls in flight finish until `drain` has passed,
-    // then cancels the rest. Idempotent.
-    void shutdown(std::chrono::milliseconds drain);
+    // Stops accepting new connections (clients then queue on the socket,
+    // which systemd keeps when crisd was socket-activated). Idempotent.
+    void stop_accepting();
+
+    // Stops accepting, cancels what still runs once `grace` has passed, and
+    // closes every connection. Idempotent.
+    void shutdown(std::chrono::milliseconds grace);
 
 private:
     void accept_loop();

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "common/error.hpp"
 #include "config/config.hpp"
@@ -170,4 +172,33 @@ TEST(Config, PrintedConfigHasEveryKeyAndLoadsBack) {
     EXPECT_EQ(back.runtime.runtimes.size(), 3u);
     EXPECT_EQ(back.runtime.runtimes.at("kata").runtime_path, "/usr/bin/kata");
     EXPECT_EQ(config::to_toml(back), text);
+}
+
+// docs/configuration.md lists every key with its type and default, and no key
+// that does not exist.
+TEST(Config, ReferenceDocumentsEveryKey) {
+    std::ifstream in(std::string(CRISD_SOURCE_ROOT) + "/docs/configuration.md");
+    ASSERT_TRUE(in) << "docs/configuration.md is missing";
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string doc = ss.str();
+    std::set<std::string> known;
+    for (const auto& key : config::key_docs()) {
+        known.insert(key.name);
+        const std::string row =
+            "| `" + key.name + "` | " + key.type + " | `" + key.default_value + "` |";
+        EXPECT_NE(doc.find(row), std::string::npos) << "missing or stale row: " << row;
+    }
+    std::istringstream lines(doc);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("| `crisd.", 0) != 0) continue;
+        const auto name = line.substr(3, line.find('`', 3) - 3);
+        EXPECT_TRUE(known.count(name)) << "docs/configuration.md documents unknown key " << name;
+    }
+}
+
+TEST(Config, CommentedFormChangesNothing) {
+    config::Config cfg = config::defaults();
+    config::apply_toml(cfg, config::to_toml(config::defaults(), true), "commented");
+    EXPECT_EQ(config::to_toml(cfg), config::to_toml(config::defaults()));
 }
