@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <grpcpp/impl/codegen/service_type.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
@@ -19,6 +20,7 @@
 #include "runtime/handlers.hpp"
 #include "server/listener.hpp"
 #include "server/server.hpp"
+#include "status/status.hpp"
 
 namespace crisd::daemon {
 namespace {
@@ -44,6 +46,37 @@ sigset_t stop_signals() {
     return set;
 }
 
+// What io.crisd.Daemon1 publishes, read from the services that own it. Pods,
+// containers, images and streaming do not exist yet: their counts and rows
+// are empty until those services land and are wired here.
+class DaemonStatus final : public status::Provider {
+public:
+    DaemonStatus(const runtime::Handlers& handlers, const network::Network& network)
+        : handlers_(handlers), network_(network) {}
+
+    // The same data as the CRI Status (verbose) in src/cri/runtime_service.cpp.
+    status::RuntimeStatus status() const override {
+        status::RuntimeStatus st;
+        st.conditions = {handlers_.readiness(), network_.readiness()};
+        st.runtime_handlers = handlers_.names();
+        nlohmann::json runtimes = nlohmann::json::object();
+        for (const auto& name : handlers_.names()) {
+            const auto& h = handlers_.get(name);
+            runtimes[name] = {{"path", h.path}, {"root", h.root}, {"problem", h.problem}};
+        }
+        st.info["config"] =
+            nlohmann::json{{"defaultRuntime", handlers_.default_name()}, {"runtimes", runtimes}}.dump();
+        return st;
+    }
+    status::Counts counts() const override { return {}; }
+    std::vector<status::ContainerRow> containers() const override { return {}; }
+    std::string stream_address() const override { return ""; }
+
+private:
+    const runtime::Handlers& handlers_;
+    const network::Network& network_;
+};
+
 }  // namespace
 
 void block_signals() {
@@ -55,6 +88,7 @@ void block_signals() {
 DaemonManager::DaemonManager(config::Config cfg) : cfg_(std::move(cfg)) {}
 
 int DaemonManager::run() {
+    const auto started_at = std::chrono::system_clock::now();
     make_dir(cfg_.root, 0700);
     make_dir(cfg_.runroot, 0755);
 
@@ -83,6 +117,13 @@ int DaemonManager::run() {
                  activated ? " (socket from systemd)" : "");
     notify("READY=1\nSTATUS=Serving CRI on " + where);
 
+    // The status object comes after the CRI: the bus is optional. Without a
+    // system bus (or the bus policy) it warns and keeps retrying in the
+    // background; the CRI is served either way.
+    DaemonStatus status_provider(handlers, network);
+    auto status_service = std::make_unique<status::Service>(
+        status_provider, status::Options{CRISD_VERSION, started_at, std::chrono::seconds(5), ""});
+
     sigset_t set = stop_signals();
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {
@@ -90,6 +131,7 @@ int DaemonManager::run() {
     spdlog::info("received {}, draining requests (up to {} s)", strsignal(sig),
                  cfg_.api.shutdown_timeout);
     notify("STOPPING=1\nSTATUS=Draining requests");
+    status_service.reset();  // gives the bus name up first
     // Drain: no new connections, then wait for the calls being served (not for
     // idle connections, which gRPC would otherwise hold open for seconds).
     grpc.stop_accepting();
