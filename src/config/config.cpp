@@ -20,7 +20,9 @@ namespace {
 
 using StringRef = std::function<std::string&(Config&)>;
 using IntRef = std::function<std::int64_t&(Config&)>;
-using Field = std::variant<StringRef, IntRef>;
+using BoolRef = std::function<bool&(Config&)>;
+using StringListRef = std::function<std::vector<std::string>&(Config&)>;
+using Field = std::variant<StringRef, IntRef, BoolRef, StringListRef>;
 
 struct Key {
     std::string table;  // "crisd.api"
@@ -54,6 +56,18 @@ const std::vector<Key>& scalar_keys() {
         {"crisd.runtime", "default_runtime",
          "Runtime handler used when the CRI request names none; must be a table in runtimes.",
          StringRef([](Config& c) -> std::string& { return c.runtime.default_runtime; })},
+        {"crisd.network", "network_dir",
+         "Directory of CNI network configs; the first valid .conflist/.conf/.json in lexical "
+         "order is used.",
+         StringRef([](Config& c) -> std::string& { return c.network.network_dir; })},
+        {"crisd.network", "plugin_dirs", "Directories searched for CNI plugin binaries, in order.",
+         StringListRef(
+             [](Config& c) -> std::vector<std::string>& { return c.network.plugin_dirs; })},
+        {"crisd.network", "cni_default_network",
+         "Name of the CNI network to use; empty uses the first valid config.",
+         StringRef([](Config& c) -> std::string& { return c.network.cni_default_network; })},
+        {"crisd.network", "plugin_timeout", "Seconds a CNI plugin call may take before it is killed.",
+         IntRef([](Config& c) -> std::int64_t& { return c.network.plugin_timeout; })},
     };
     return keys;
 }
@@ -102,6 +116,28 @@ std::string get_string(const toml::node& n, const std::string& key, const std::s
     return *n.value<std::string>();
 }
 
+bool get_bool(const toml::node& n, const std::string& key, const std::string& origin) {
+    if (!n.is_boolean())
+        throw config_error(origin, key + ": expected a boolean, got " + type_name(n));
+    return *n.value<bool>();
+}
+
+std::vector<std::string> get_string_list(const toml::node& n, const std::string& key,
+                                         const std::string& origin) {
+    if (!n.is_array())
+        throw config_error(origin, key + ": expected an array of strings, got " + type_name(n));
+    std::vector<std::string> out;
+    size_t i = 0;
+    for (const auto& item : *n.as_array()) {
+        if (!item.is_string())
+            throw config_error(origin, key + "[" + std::to_string(i) +
+                                           "]: expected a string, got " + type_name(item));
+        out.push_back(*item.value<std::string>());
+        ++i;
+    }
+    return out;
+}
+
 std::int64_t get_int(const toml::node& n, const std::string& key, const std::string& origin) {
     if (!n.is_integer())
         throw config_error(origin, key + ": expected an integer, got " + type_name(n));
@@ -148,8 +184,12 @@ void apply_table(Config& cfg, const toml::table& t, const std::string& path,
                     using R = std::decay_t<decltype(ref)>;
                     if constexpr (std::is_same_v<R, StringRef>)
                         ref(cfg) = get_string(v, full, origin);
-                    else
+                    else if constexpr (std::is_same_v<R, IntRef>)
                         ref(cfg) = get_int(v, full, origin);
+                    else if constexpr (std::is_same_v<R, BoolRef>)
+                        ref(cfg) = get_bool(v, full, origin);
+                    else
+                        ref(cfg) = get_string_list(v, full, origin);
                 },
                 it->field);
             continue;
@@ -201,10 +241,17 @@ std::string value_text(const Key& key, const Config& cfg) {
     return std::visit(
         [&](auto&& ref) -> std::string {
             using R = std::decay_t<decltype(ref)>;
-            if constexpr (std::is_same_v<R, StringRef>)
+            if constexpr (std::is_same_v<R, StringRef>) {
                 return quote(ref(c));
-            else
+            } else if constexpr (std::is_same_v<R, IntRef>) {
                 return std::to_string(ref(c));
+            } else if constexpr (std::is_same_v<R, BoolRef>) {
+                return ref(c) ? "true" : "false";
+            } else {
+                std::string out = "[";
+                for (const auto& item : ref(c)) out += (out.size() > 1 ? ", " : "") + quote(item);
+                return out + "]";
+            }
         },
         key.field);
 }
@@ -236,6 +283,9 @@ Config defaults() {
     c.runtime.default_runtime = "runc";
     c.runtime.runtimes["runc"] = RuntimeHandler{"", "/run/runc", "oci"};
     c.runtime.runtimes["crun"] = RuntimeHandler{"", "/run/crun", "oci"};
+    c.network.network_dir = "/etc/cni/net.d";
+    c.network.plugin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
+    c.network.plugin_timeout = 60;
     return c;
 }
 
@@ -297,6 +347,17 @@ void validate(const Config& cfg, const std::string& origin) {
             throw config_error(origin, prefix + ".runtime_root: " + quote(h.runtime_root) +
                                            " is not an absolute path");
     }
+    if (!is_absolute(cfg.network.network_dir))
+        throw config_error(origin, "crisd.network.network_dir: " + quote(cfg.network.network_dir) +
+                                       " is not an absolute path");
+    for (const auto& dir : cfg.network.plugin_dirs)
+        if (!is_absolute(dir))
+            throw config_error(origin, "crisd.network.plugin_dirs: " + quote(dir) +
+                                           " is not an absolute path");
+    if (cfg.network.plugin_timeout < 1 || cfg.network.plugin_timeout > 3600)
+        throw config_error(origin, "crisd.network.plugin_timeout: " +
+                                       std::to_string(cfg.network.plugin_timeout) +
+                                       " is outside 1..3600 seconds");
     if (!cfg.runtime.runtimes.count(cfg.runtime.default_runtime))
         throw config_error(origin, "crisd.runtime.default_runtime: " +
                                        quote(cfg.runtime.default_runtime) +
@@ -383,8 +444,8 @@ std::vector<KeyDoc> key_docs() {
     const Config d = defaults();
     std::vector<KeyDoc> docs;
     for (const auto& key : scalar_keys()) {
-        const bool is_string = std::holds_alternative<StringRef>(key.field);
-        docs.push_back({key.full_name(), is_string ? "string" : "integer", value_text(key, d),
+        static const char* const type_names[] = {"string", "integer", "boolean", "string list"};
+        docs.push_back({key.full_name(), type_names[key.field.index()], value_text(key, d),
                         key.description});
     }
     for (const auto& [name, h] : d.runtime.runtimes)

@@ -34,6 +34,12 @@ struct Config {
         std::string default_runtime;
         std::map<std::string, RuntimeHandler> runtimes;
     } runtime;
+    struct Network {
+        std::string network_dir;
+        std::vector<std::string> plugin_dirs;
+        std::string cni_default_network;
+        std::int64_t plugin_timeout = 0;  // seconds
+    } network;
 };
 
 // Every key with its built-in default; crisd runs with no file at all.

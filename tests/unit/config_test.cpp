@@ -156,10 +156,24 @@ TEST(Config, InvalidValuesAreRejected) {
               std::string::npos);
 }
 
+TEST(Config, StringListsAndTheirErrors) {
+    TempDir dir;
+    const auto cfg = config::load(
+        {dir.file("a.conf", "[crisd.network]\nplugin_dirs = [\"/x/bin\", \"/y/bin\"]\n"), "", true});
+    EXPECT_EQ(cfg.network.plugin_dirs, (std::vector<std::string>{"/x/bin", "/y/bin"}));
+    EXPECT_NE(load_error({dir.file("b.conf", "[crisd.network]\nplugin_dirs = \"/x\"\n"), "", true})
+                  .find("crisd.network.plugin_dirs: expected an array of strings, got a string"),
+              std::string::npos);
+    EXPECT_NE(load_error({dir.file("c.conf", "[crisd.network]\nplugin_dirs = [\"/x\", 3]\n"), "", true})
+                  .find("crisd.network.plugin_dirs[1]: expected a string, got an integer"),
+              std::string::npos);
+}
+
 TEST(Config, PrintedConfigHasEveryKeyAndLoadsBack) {
     auto cfg = config::defaults();
     cfg.root = "/srv/with \"quotes\" and \\";
     cfg.runtime.runtimes["kata"] = {"/usr/bin/kata", "/run/kata", "oci"};
+    cfg.network.plugin_dirs = {"/a", "/b \"c\""};
     const std::string text = config::to_toml(cfg);
     for (const auto& key : config::key_docs()) {
         const auto name = key.name.substr(key.name.rfind('.') + 1);
@@ -169,6 +183,7 @@ TEST(Config, PrintedConfigHasEveryKeyAndLoadsBack) {
     back.runtime.runtimes.clear();
     config::apply_toml(back, text, "printed");
     EXPECT_EQ(back.root, cfg.root);
+    EXPECT_EQ(back.network.plugin_dirs, cfg.network.plugin_dirs);
     EXPECT_EQ(back.runtime.runtimes.size(), 3u);
     EXPECT_EQ(back.runtime.runtimes.at("kata").runtime_path, "/usr/bin/kata");
     EXPECT_EQ(config::to_toml(back), text);
