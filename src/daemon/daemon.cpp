@@ -95,7 +95,8 @@ int DaemonManager::run() {
     const char* path_env = std::getenv("PATH");
     runtime::Handlers handlers(cfg_.runtime,
                                path_env ? path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    network::Network network;
+    network::Network network(cfg_.network, cfg_.root + "/network");
+    network.watch();
     const cri::Backends backends{handlers, network};
     auto runtime_service = cri::make_runtime_service(backends);
     auto image_service = cri::make_image_service(backends);

@@ -29,7 +29,9 @@ protected:
         cfg.runtime.runtimes["runc"].runtime_path = "/bin/sh";
         cfg.runtime.runtimes["crun"].runtime_path = dir_ + "/no-such-crun";
         handlers_ = std::make_unique<crisd::runtime::Handlers>(cfg.runtime, "");
-        backends_ = std::make_unique<cri::Backends>(cri::Backends{*handlers_, network_});
+        cfg.network.network_dir = dir_ + "/net.d";  // empty: the network is not ready
+        network_ = std::make_unique<network::Network>(cfg.network, dir_ + "/network");
+        backends_ = std::make_unique<cri::Backends>(cri::Backends{*handlers_, *network_});
         runtime_ = cri::make_runtime_service(*backends_);
         image_ = cri::make_image_service(*backends_);
         server_ = std::make_unique<server::GrpcServer>(
@@ -45,7 +47,7 @@ protected:
     }
 
     std::string dir_, socket_;
-    network::Network network_;
+    std::unique_ptr<network::Network> network_;
     std::unique_ptr<crisd::runtime::Handlers> handlers_;
     std::unique_ptr<cri::Backends> backends_;
     std::unique_ptr<grpc::Service> runtime_, image_;
