@@ -322,11 +322,12 @@ public:
         if (version_ == CgroupVersion::V1) {
             cpuset_dir = cpuset_.known_dir(unit);
             if (!cpuset_dir && cpuset_.available()) {
+                // Only for the cleanup of a cpuset cgroup: never a reason to fail the stop.
                 try {
                     const auto cg = control_group(unit);
                     if (!cg.empty()) cpuset_dir = cpuset_.dir_for(cg);
                 } catch (const Error& e) {
-                    if (e.code() != Code::NotFound) throw;
+                    if (e.code() != Code::NotFound) spdlog::debug("stopping {}: {}", unit, e.what());
                 }
             }
         }
