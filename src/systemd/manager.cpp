@@ -268,10 +268,10 @@ public:
               [this](sdbus::IConnection& c) { return attach(c); }, [this] { jobs_.lost(); }}) {}
 
     void start_scope(const ScopeSpec& spec) override {
-        UnitFields fields(spec.name);
         const auto props = scope_properties(spec, opt_.default_slice, version_);
         const std::string slice = spec.slice.empty() ? opt_.default_slice : spec.slice;
-        with_context("starting " + spec.name, [&] { ensure_slice(slice); });
+        with_context("starting " + spec.name, [&] { ensure_slice(slice); });  // its lines are about the slice
+        UnitFields fields(spec.name);
         const Props dprops = to_dbus(props);
 
         std::string result;

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "log/log.hpp"
 #include "node_test.hpp"
 #include "systemd/systemd.hpp"
 
@@ -340,4 +341,23 @@ TEST_F(SystemdNode, SurvivesABusRestart) {
     EXPECT_EQ(m_->unit_state(unit_).active_state, "active");
     m_->stop_unit(unit_);
     EXPECT_EQ(a.reap(5s), SIGTERM);
+}
+
+TEST_F(SystemdNode, LinesAboutAContainerCarryItsJournalFields) {
+    log::setup("debug", log::Target::Journal);
+    Child child;
+    m_->start_scope(spec(child.pid()));
+    m_->stop_unit(unit_);
+    log::setup("info", log::Target::Stderr);
+    // journald takes the lines asynchronously; give it a moment.
+    const std::string query = "journalctl --no-pager -o cat SYSLOG_IDENTIFIER=crisd CONTAINER_ID=" + id_.substr(0, 12) +
+                              " CONTAINER_ID_FULL=" + id_ + " CRISD_UNIT=" + unit_;
+    std::string out;
+    for (int i = 0; i < 50; ++i) {
+        out = sh(query).out;
+        if (out.find("stopped " + unit_) != std::string::npos) break;
+        std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_NE(out.find("started " + unit_ + " in " + pod_), std::string::npos) << out;
+    EXPECT_NE(out.find("stopped " + unit_), std::string::npos) << out;
 }
