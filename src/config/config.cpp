@@ -56,6 +56,9 @@ const std::vector<Key>& scalar_keys() {
         {"crisd.runtime", "default_runtime",
          "Runtime handler used when the CRI request names none; must be a table in runtimes.",
          StringRef([](Config& c) -> std::string& { return c.runtime.default_runtime; })},
+        {"crisd.runtime", "pod_shm_size",
+         "Size in bytes of the /dev/shm tmpfs of a pod that does not use the host IPC namespace.",
+         IntRef([](Config& c) -> std::int64_t& { return c.runtime.pod_shm_size; })},
         {"crisd.network", "network_dir",
          "Directory of CNI network configs; the first valid .conflist/.conf/.json in lexical "
          "order is used.",
@@ -281,6 +284,7 @@ Config defaults() {
     c.api.grpc_max_recv_msg_size = 80 * 1024 * 1024;
     c.api.shutdown_timeout = 10;
     c.runtime.default_runtime = "runc";
+    c.runtime.pod_shm_size = 64 * 1024 * 1024;
     c.runtime.runtimes["runc"] = RuntimeHandler{"", "/run/runc", "oci"};
     c.runtime.runtimes["crun"] = RuntimeHandler{"", "/run/crun", "oci"};
     c.network.network_dir = "/etc/cni/net.d";
@@ -328,6 +332,10 @@ void validate(const Config& cfg, const std::string& origin) {
             throw config_error(origin, key + ": " + std::to_string(value) +
                                            " is outside 4096.." + std::to_string(INT32_MAX));
     }
+    if (cfg.runtime.pod_shm_size < 1024 * 1024 || cfg.runtime.pod_shm_size > (std::int64_t{1} << 40))
+        throw config_error(origin, "crisd.runtime.pod_shm_size: " +
+                                       std::to_string(cfg.runtime.pod_shm_size) +
+                                       " is outside 1048576..1099511627776 bytes");
     if (cfg.api.shutdown_timeout < 0 || cfg.api.shutdown_timeout > 3600)
         throw config_error(origin, "crisd.api.shutdown_timeout: " +
                                        std::to_string(cfg.api.shutdown_timeout) +

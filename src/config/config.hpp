@@ -33,6 +33,7 @@ struct Config {
     struct Runtime {
         std::string default_runtime;
         std::map<std::string, RuntimeHandler> runtimes;
+        std::int64_t pod_shm_size = 0;  // bytes of a pod's /dev/shm tmpfs
     } runtime;
     struct Network {
         std::string network_dir;

@@ -10,6 +10,7 @@ class Service;
 
 namespace crisd::runtime {
 class Handlers;
+class PodManager;
 }
 namespace crisd::network {
 class Network;
@@ -20,7 +21,8 @@ namespace crisd::cri {
 // What the handlers call into. Each member is owned by the daemon.
 struct Backends {
     const runtime::Handlers& handlers;
-    const network::Network& network;
+    network::Network& network;
+    runtime::PodManager* pods = nullptr;  // null: the pod RPCs answer UNIMPLEMENTED
 };
 
 std::unique_ptr<grpc::Service> make_runtime_service(const Backends& backends);

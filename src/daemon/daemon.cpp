@@ -18,9 +18,12 @@
 #include "cri/cri.hpp"
 #include "network/network.hpp"
 #include "runtime/handlers.hpp"
+#include "runtime/pods.hpp"
+#include "runtime/status.hpp"
 #include "server/listener.hpp"
 #include "server/server.hpp"
 #include "status/status.hpp"
+#include "systemd/systemd.hpp"
 
 namespace crisd::daemon {
 namespace {
@@ -46,35 +49,29 @@ sigset_t stop_signals() {
     return set;
 }
 
-// What io.crisd.Daemon1 publishes, read from the services that own it. Pods,
-// containers, images and streaming do not exist yet: their counts and rows
-// are empty until those services land and are wired here.
+// What io.crisd.Daemon1 publishes, read from the services that own it.
+// Containers, images and streaming are not wired here yet: their counts and
+// rows are empty until those services land.
 class DaemonStatus final : public status::Provider {
 public:
-    DaemonStatus(const runtime::Handlers& handlers, const network::Network& network)
-        : handlers_(handlers), network_(network) {}
+    DaemonStatus(const runtime::Handlers& handlers, const network::Network& network,
+                 const runtime::PodManager& pods)
+        : handlers_(handlers), network_(network), pods_(pods) {}
 
-    // The same data as the CRI Status (verbose) in src/cri/runtime_service.cpp.
-    status::RuntimeStatus status() const override {
-        status::RuntimeStatus st;
-        st.conditions = {handlers_.readiness(), network_.readiness()};
-        st.runtime_handlers = handlers_.names();
-        nlohmann::json runtimes = nlohmann::json::object();
-        for (const auto& name : handlers_.names()) {
-            const auto& h = handlers_.get(name);
-            runtimes[name] = {{"path", h.path}, {"root", h.root}, {"problem", h.problem}};
-        }
-        st.info["config"] =
-            nlohmann::json{{"defaultRuntime", handlers_.default_name()}, {"runtimes", runtimes}}.dump();
-        return st;
+    // The same function as the CRI Status (verbose).
+    status::RuntimeStatus status() const override { return runtime::runtime_status(handlers_, network_); }
+    status::Counts counts() const override {
+        status::Counts c;
+        c.pods = static_cast<std::uint32_t>(pods_.count());
+        return c;
     }
-    status::Counts counts() const override { return {}; }
     std::vector<status::ContainerRow> containers() const override { return {}; }
     std::string stream_address() const override { return ""; }
 
 private:
     const runtime::Handlers& handlers_;
     const network::Network& network_;
+    const runtime::PodManager& pods_;
 };
 
 }  // namespace
@@ -97,7 +94,12 @@ int DaemonManager::run() {
                                path_env ? path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     network::Network network(cfg_.network, cfg_.root + "/network");
     network.watch();
-    const cri::Backends backends{handlers, network};
+    // Connects to the system bus on first use: only a pod with a slice needs it.
+    const auto systemd_manager = systemd::make_manager();
+    runtime::PodManager pods(runtime::PodOptions{cfg_.root, cfg_.runroot, cfg_.runtime.pod_shm_size},
+                             handlers, network, *systemd_manager);
+    pods.load();
+    const cri::Backends backends{.handlers = handlers, .network = network, .pods = &pods};
     auto runtime_service = cri::make_runtime_service(backends);
     auto image_service = cri::make_image_service(backends);
 
@@ -121,9 +123,10 @@ int DaemonManager::run() {
     // The status object comes after the CRI: the bus is optional. Without a
     // system bus (or the bus policy) it warns and keeps retrying in the
     // background; the CRI is served either way.
-    DaemonStatus status_provider(handlers, network);
+    DaemonStatus status_provider(handlers, network, pods);
     auto status_service = std::make_unique<status::Service>(
         status_provider, status::Options{CRISD_VERSION, started_at, std::chrono::seconds(5), ""});
+    pods.set_on_change([svc = status_service.get()] { svc->refresh(); });
 
     sigset_t set = stop_signals();
     int sig = 0;
@@ -132,6 +135,7 @@ int DaemonManager::run() {
     spdlog::info("received {}, draining requests (up to {} s)", strsignal(sig),
                  cfg_.api.shutdown_timeout);
     notify("STOPPING=1\nSTATUS=Draining requests");
+    pods.set_on_change(nullptr);
     status_service.reset();  // gives the bus name up first
     // Drain: no new connections, then wait for the calls being served (not for
     // idle connections, which gRPC would otherwise hold open for seconds).

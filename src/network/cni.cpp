@@ -12,12 +12,12 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <sstream>
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
+#include "common/files.hpp"
 
 extern char** environ;
 
@@ -28,14 +28,6 @@ using json = nlohmann::json;
 
 Error invalid(const std::string& file, const std::string& why) {
     return Error(Code::InvalidArgument, (file.empty() ? std::string("CNI config") : file) + ": " + why);
-}
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw_errno("reading " + path);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
 }
 
 struct Output {

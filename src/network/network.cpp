@@ -10,12 +10,12 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
+#include "common/files.hpp"
 #include "log/log.hpp"
 #include "network/cni.hpp"
 
@@ -28,29 +28,11 @@ namespace fs = std::filesystem;
 const char* const kLoopbackConf =
     R"({"cniVersion":"1.0.0","name":"cni-loopback","plugins":[{"type":"loopback"}]})";
 
-void write_atomic(const std::string& path, const std::string& data) {
-    const std::string tmp = path + ".tmp";
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd) throw_errno("creating " + tmp);
-    size_t off = 0;
-    while (off < data.size()) {
-        const ssize_t w = ::write(fd.get(), data.data() + off, data.size() - off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("writing " + tmp);
-        }
-        off += static_cast<size_t>(w);
-    }
-    if (::fsync(fd.get()) != 0) throw_errno("syncing " + tmp);
-    fd.reset();
-    if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno("renaming " + tmp);
-}
-
 std::optional<json> read_json(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) return std::nullopt;
+    const auto text = read_file_if_exists(path);
+    if (!text) return std::nullopt;
     try {
-        return json::parse(in);
+        return json::parse(*text);
     } catch (const json::exception& e) {
         spdlog::warn("ignoring the unreadable CNI cache file {}: {}", path, e.what());
         return std::nullopt;
@@ -287,7 +269,7 @@ std::vector<std::string> Network::attach(const PodNetwork& pod) {
                          {"attachment", attachment_json(att)},
                          {"result", result}};
     try {
-        write_atomic(cache, record.dump());
+        write_file_atomic(cache, record.dump());
     } catch (const Error& e) {
         try {
             del_list(list, att, inv, result);

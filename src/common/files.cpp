@@ -1,0 +1,72 @@
+#include "common/files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+
+#include "common/error.hpp"
+#include "common/fd.hpp"
+
+namespace crisd {
+
+std::optional<std::string> read_file_if_exists(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+        if (errno == ENOENT) return std::nullopt;
+        throw_errno("opening " + path);
+    }
+    std::string data;
+    char buf[65536];
+    for (;;) {
+        const ssize_t r = ::read(fd.get(), buf, sizeof buf);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("reading " + path);
+        }
+        if (r == 0) break;
+        data.append(buf, static_cast<size_t>(r));
+    }
+    return data;
+}
+
+std::string read_file(const std::string& path) {
+    auto data = read_file_if_exists(path);
+    if (!data) throw Error(Code::NotFound, path + " does not exist", ENOENT);
+    return std::move(*data);
+}
+
+void write_file_atomic(const std::string& path, const std::string& data, mode_t mode,
+                       bool durable) {
+    const std::string tmp = path + ".tmp";
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+    if (!fd) throw_errno("creating " + tmp);
+    size_t off = 0;
+    while (off < data.size()) {
+        const ssize_t w = ::write(fd.get(), data.data() + off, data.size() - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            const int err = errno;
+            ::unlink(tmp.c_str());
+            throw_sys("writing " + tmp, err);
+        }
+        off += static_cast<size_t>(w);
+    }
+    if (::fchmod(fd.get(), mode) != 0) throw_errno("setting the mode of " + tmp);
+    if (durable && ::fsync(fd.get()) != 0) throw_errno("syncing " + tmp);
+    fd.reset();
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        throw_sys("renaming " + tmp + " to " + path, err);
+    }
+    if (durable) {
+        const std::string dir = std::filesystem::path(path).parent_path().string();
+        UniqueFd dfd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (dfd) ::fsync(dfd.get());
+    }
+}
+
+}  // namespace crisd

@@ -1,0 +1,24 @@
+// Small file helpers every store uses: whole-file reads, atomic replacement
+// (write a temp file, fsync, rename, fsync the directory), so that a crash at
+// any point leaves either the old or the new content, never half of one.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+namespace crisd {
+
+// The whole file; throws crisd::Error (NotFound when it does not exist).
+std::string read_file(const std::string& path);
+
+// The whole file, or nullopt when it does not exist.
+std::optional<std::string> read_file_if_exists(const std::string& path);
+
+// Replaces `path` atomically with `data` (mode `mode`). With `durable`, the
+// data and the rename are on disk when this returns (fsync of file and dir).
+void write_file_atomic(const std::string& path, const std::string& data, mode_t mode = 0600,
+                       bool durable = true);
+
+}  // namespace crisd

@@ -1,0 +1,479 @@
+#include "runtime/pods.hpp"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.hpp"
+#include "common/fd.hpp"
+#include "log/log.hpp"
+#include "network/network.hpp"
+#include "runtime/handlers.hpp"
+#include "runtime/namespaces.hpp"
+#include "systemd/systemd.hpp"
+
+namespace crisd::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string new_id() {
+    unsigned char bytes[32];
+    size_t got = 0;
+    while (got < sizeof bytes) {
+        const ssize_t r = ::getrandom(bytes + got, sizeof bytes - got, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("getrandom");
+        }
+        got += static_cast<size_t>(r);
+    }
+    static const char* hex = "0123456789abcdef";
+    std::string id;
+    for (unsigned char b : bytes) {
+        id += hex[b >> 4];
+        id += hex[b & 15];
+    }
+    return id;
+}
+
+void write_file(const std::string& path, const std::string& data, mode_t mode, bool sync) {
+    const std::string tmp = path + ".tmp";
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+    if (!fd) throw_errno("creating " + tmp);
+    size_t off = 0;
+    while (off < data.size()) {
+        const ssize_t w = ::write(fd.get(), data.data() + off, data.size() - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("writing " + tmp);
+        }
+        off += static_cast<size_t>(w);
+    }
+    if (::fchmod(fd.get(), mode) != 0) throw_errno("setting the mode of " + tmp);
+    if (sync && ::fsync(fd.get()) != 0) throw_errno("syncing " + tmp);
+    fd.reset();
+    if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno("renaming " + tmp);
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) return std::nullopt;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string node_hostname() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+    return buf;
+}
+
+bool valid_slice(const std::string& s) {
+    const std::string suffix = ".slice";
+    return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+           s.find('/') == std::string::npos;
+}
+
+}  // namespace
+
+struct PodManager::Pod {
+    std::mutex op;          // serialises stop/remove of this pod (slow work)
+    mutable std::mutex mu;  // guards rec and removed (never held across slow work)
+    PodRecord rec;
+    bool removed = false;
+
+    PodRecord snapshot() const {
+        std::lock_guard lock(mu);
+        return rec;
+    }
+};
+
+// ---- events ----
+
+std::optional<PodEvent> PodEvents::next(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return std::nullopt;
+    auto e = std::move(queue_.front());
+    queue_.pop_front();
+    return e;
+}
+
+void PodEvents::push(const PodEvent& e) {
+    std::lock_guard lock(mu_);
+    // A reader that does not read must not make crisd grow without bound.
+    if (queue_.size() >= 10000) {
+        if (!overflowed_) spdlog::warn("a GetContainerEvents reader is not reading; dropping events");
+        overflowed_ = true;
+        return;
+    }
+    queue_.push_back(e);
+    cv_.notify_one();
+}
+
+// ---- manager ----
+
+PodManager::PodManager(PodOptions options, const Handlers& handlers, network::Network& network,
+                       systemd::Manager& systemd)
+    : opts_(std::move(options)), handlers_(handlers), network_(network), systemd_(systemd) {
+    for (const auto& d : {opts_.root + "/pods", opts_.runroot + "/pods", opts_.runroot + "/ns"}) {
+        std::error_code ec;
+        fs::create_directories(d, ec);
+        if (ec) throw sys_error("creating " + d, ec.value());
+    }
+}
+
+PodManager::~PodManager() = default;
+
+std::string PodManager::record_path(const std::string& id) const {
+    return opts_.root + "/pods/" + id + ".json";
+}
+
+void PodManager::save(const PodRecord& r) const {
+    with_context("saving the record of pod " + r.id,
+                 [&] { write_file(record_path(r.id), to_json(r).dump(), 0600, true); });
+}
+
+void PodManager::load() {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(opts_.root + "/pods", ec)) {
+        const auto path = entry.path();
+        if (path.extension() != ".json") {
+            if (path.extension() == ".tmp") fs::remove(path, ec);
+            continue;
+        }
+        PodRecord rec;
+        try {
+            const auto text = read_file(path.string());
+            if (!text) continue;
+            rec = record_from_json(json::parse(*text));
+        } catch (const std::exception& e) {
+            spdlog::error("ignoring the pod record {}: {}", path.string(), e.what());
+            continue;
+        }
+        const log::Fields fields{{"POD_ID", rec.id}};
+        if (rec.creating) {
+            // crisd went away in the middle of RunPodSandbox: undo it.
+            spdlog::info("pod {} ({}/{}) was being created when crisd stopped; removing it", rec.id,
+                         rec.config.metadata.ns, rec.config.metadata.name);
+            try {
+                teardown(rec);
+            } catch (const Error& e) {
+                spdlog::error("cleaning up the unfinished pod {}: {}", rec.id, e.what());
+            }
+            continue;
+        }
+        auto pod = std::make_shared<Pod>();
+        pod->rec = rec;
+        names_.restore(reservation_key(rec.config.metadata), rec.id);
+        std::lock_guard lock(mu_);
+        pods_[rec.id] = pod;
+        spdlog::info("found pod {} ({}/{}), {}", rec.id, rec.config.metadata.ns, rec.config.metadata.name,
+                     rec.state == PodState::Ready ? "ready" : "not ready");
+    }
+    if (ec) throw sys_error("reading " + opts_.root + "/pods", ec.value());
+}
+
+std::shared_ptr<PodManager::Pod> PodManager::find(const std::string& id) const {
+    if (id.empty()) throw Error(Code::InvalidArgument, "a pod sandbox id is required");
+    std::lock_guard lock(mu_);
+    if (auto it = pods_.find(id); it != pods_.end()) return it->second;
+    std::shared_ptr<Pod> found;
+    for (auto it = pods_.lower_bound(id); it != pods_.end() && it->first.compare(0, id.size(), id) == 0;
+         ++it) {
+        if (found)
+            throw Error(Code::InvalidArgument, "pod sandbox id prefix \"" + id + "\" is ambiguous");
+        found = it->second;
+    }
+    if (!found) throw Error(Code::NotFound, "pod sandbox \"" + id + "\" not found");
+    return found;
+}
+
+std::string PodManager::run(const PodConfig& config, const std::function<bool()>& caller_gone) {
+    const auto& md = config.metadata;
+    if (md.name.empty() || md.ns.empty() || md.uid.empty())
+        throw Error(Code::InvalidArgument, "pod sandbox metadata needs a name, a namespace and a uid");
+    if (config.pid == NamespaceMode::Pod)
+        throw Error(Code::Unimplemented,
+                    "pod " + md.ns + "/" + md.name +
+                        " shares one PID namespace between its containers (shareProcessNamespace); "
+                        "that needs an infra container, which crisd does not run yet");
+    if (config.network == NamespaceMode::Target || config.pid == NamespaceMode::Target ||
+        config.ipc == NamespaceMode::Target)
+        throw Error(Code::InvalidArgument, "namespace mode TARGET is for containers, not pods");
+    if (!config.cgroup_parent.empty() && !valid_slice(config.cgroup_parent))
+        throw Error(Code::InvalidArgument,
+                    "cgroup_parent \"" + config.cgroup_parent +
+                        "\" is not a systemd slice name: crisd uses the systemd cgroup driver "
+                        "(e.g. kubepods-burstable-pod<uid>.slice)");
+    check_sysctls(config);
+    const std::string handler =
+        config.runtime_handler.empty() ? handlers_.default_name() : config.runtime_handler;
+    handlers_.get(handler);  // NotFound for a handler without a table
+
+    const std::string key = reservation_key(md);
+    const auto claim = names_.reserve(key, new_id());
+    if (!claim.owner) return claim.id;  // a retry: the first request's pod
+
+    PodRecord rec;
+    rec.id = claim.id;
+    rec.config = config;
+    rec.runtime_handler = handler;
+    rec.created_at = now_ns();
+    rec.slice = config.cgroup_parent.empty() ? "crisd.slice" : config.cgroup_parent;
+    rec.run_dir = opts_.runroot + "/pods/" + rec.id;
+    rec.ns_dir = opts_.runroot + "/ns/" + rec.id;
+    const log::Fields fields{{"POD_ID", rec.id}};
+    try {
+        // The record first, so that a crash from here on is undone at the next start.
+        save(rec);
+        try {
+            if (!config.cgroup_parent.empty())
+                with_context("creating the pod's slice " + config.cgroup_parent,
+                             [&] { systemd_.ensure_slice(config.cgroup_parent); });
+
+            std::error_code ec;
+            fs::create_directories(rec.run_dir, ec);
+            if (ec) throw sys_error("creating " + rec.run_dir, ec.value());
+
+            NamespaceSpec ns;
+            ns.dir = rec.ns_dir;
+            ns.net = !config.host_network();
+            ns.ipc = !config.host_ipc();
+            ns.uts = !config.host_network();  // host-network pods keep the node's hostname
+            ns.hostname = config.hostname.empty() ? md.name.substr(0, 63) : config.hostname;
+            for (const auto& [name, value] : config.sysctls)
+                ns.sysctls.emplace_back(classify_sysctl(name).first, value);
+            // Recorded before they exist, so that a failure below removes them.
+            rec.netns = ns.net ? rec.ns_dir + "/net" : "";
+            rec.ipcns = ns.ipc ? rec.ns_dir + "/ipc" : "";
+            rec.utsns = ns.uts ? rec.ns_dir + "/uts" : "";
+            if (ns.net || ns.ipc || ns.uts) create_namespaces(ns);
+
+            if (!config.host_ipc()) {
+                rec.shm = rec.run_dir + "/shm";
+                mount_shm(rec.shm, opts_.shm_size);
+            }
+
+            // resolv.conf and hostname do not depend on the network.
+            if (config.dns.empty()) {
+                write_file(rec.resolv_conf(), read_file(opts_.host_etc + "/resolv.conf").value_or(""), 0644, false);
+            } else {
+                write_file(rec.resolv_conf(), render_resolv_conf(config.dns), 0644, false);
+            }
+            const std::string hostname = config.host_network() ? node_hostname() : ns.hostname;
+            write_file(rec.hostname_file(), hostname + "\n", 0644, false);
+
+            if (!config.host_network()) {
+                rec.network_attached = true;  // from here on, a failure runs DEL
+                save(rec);
+                rec.ips = network_.attach(rec.pod_network());
+            }
+            if (config.host_network()) {
+                write_file(rec.hosts(),
+                           read_file(opts_.host_etc + "/hosts").value_or(render_hosts(hostname, {})), 0644,
+                           false);
+            } else {
+                write_file(rec.hosts(), render_hosts(hostname, rec.ips), 0644, false);
+            }
+            rec.state = PodState::Ready;
+            rec.creating = false;
+            save(rec);
+        } catch (const Error&) {
+            try {
+                teardown(rec);
+            } catch (const Error& e) {
+                spdlog::error("cleaning up after a failed RunPodSandbox of {}/{}: {}", md.ns, md.name,
+                              e.what());
+            }
+            throw;
+        }
+    } catch (const Error& e) {
+        const Error wrapped = e.wrap("running pod sandbox " + md.ns + "/" + md.name);
+        names_.finish(key, std::make_exception_ptr(wrapped), false);
+        throw wrapped;
+    }
+    auto pod = std::make_shared<Pod>();
+    pod->rec = rec;
+    {
+        std::lock_guard lock(mu_);
+        pods_[rec.id] = pod;
+    }
+    names_.finish(key, nullptr, caller_gone && caller_gone());
+    spdlog::info("pod {} ({}/{}) is ready{}", rec.id, md.ns, md.name,
+                 rec.ips.empty() ? "" : " with IP " + rec.ips.front());
+    emit(PodEvent::Type::Created, rec);
+    emit(PodEvent::Type::Started, rec);
+    return rec.id;
+}
+
+void PodManager::stop_locked(Pod& pod) {
+    PodRecord rec = pod.snapshot();
+    const log::Fields fields{{"POD_ID", rec.id}};
+    if (rec.state == PodState::NotReady && !rec.network_attached) return;
+    // The containers of the pod are stopped here once they exist.
+    if (rec.network_attached) {
+        with_context("stopping pod sandbox " + rec.id,
+                     [&] { network_.detach(rec.pod_network()); });
+        rec.network_attached = false;
+        rec.ips.clear();
+    }
+    rec.state = PodState::NotReady;
+    save(rec);
+    {
+        std::lock_guard lock(pod.mu);
+        pod.rec = rec;
+    }
+    spdlog::info("pod {} ({}/{}) stopped", rec.id, rec.config.metadata.ns, rec.config.metadata.name);
+    emit(PodEvent::Type::Stopped, rec);
+}
+
+void PodManager::stop(const std::string& id) {
+    auto pod = find(id);
+    std::lock_guard op(pod->op);
+    {
+        std::lock_guard lock(pod->mu);
+        if (pod->removed) return;
+    }
+    stop_locked(*pod);
+}
+
+void PodManager::remove(const std::string& id) {
+    std::shared_ptr<Pod> pod;
+    try {
+        pod = find(id);
+    } catch (const Error& e) {
+        if (e.code() == Code::NotFound) return;  // removed already: not an error (CRI)
+        throw;
+    }
+    std::lock_guard op(pod->op);
+    {
+        std::lock_guard lock(pod->mu);
+        if (pod->removed) return;
+    }
+    stop_locked(*pod);
+    PodRecord rec = pod->snapshot();
+    const log::Fields fields{{"POD_ID", rec.id}};
+    with_context("removing pod sandbox " + rec.id, [&] { teardown(rec); });
+    {
+        std::lock_guard lock(pod->mu);
+        pod->removed = true;
+    }
+    {
+        std::lock_guard lock(mu_);
+        pods_.erase(rec.id);
+    }
+    names_.release(reservation_key(rec.config.metadata));
+    spdlog::info("pod {} ({}/{}) removed", rec.id, rec.config.metadata.ns, rec.config.metadata.name);
+    emit(PodEvent::Type::Deleted, rec);
+}
+
+void PodManager::teardown(PodRecord& rec) {
+    // Every step runs even when one before it failed; the first error is
+    // reported and the record stays for a retry.
+    std::optional<Error> first;
+    auto step = [&](auto&& fn) {
+        try {
+            fn();
+        } catch (const Error& e) {
+            spdlog::warn("pod {}: {}", rec.id, e.what());
+            if (!first) first = e;
+        }
+    };
+    if (!rec.netns.empty() && rec.network_attached) {
+        step([&] { network_.detach(rec.pod_network()); });
+        if (!first) rec.network_attached = false;
+    }
+    if (!rec.shm.empty()) step([&] { remove_mount(rec.shm, true); });
+    for (const auto* p : {&rec.netns, &rec.ipcns, &rec.utsns})
+        if (!p->empty()) step([&] { remove_mount(*p, false); });
+    step([&] {
+        if (::rmdir(rec.ns_dir.c_str()) != 0 && errno != ENOENT) throw_errno("removing " + rec.ns_dir);
+    });
+    if (first) {
+        try {
+            save(rec);
+        } catch (const Error& e) {
+            spdlog::warn("{}", e.what());
+        }
+        throw *first;
+    }
+    // Only plain files are left in the run dir now (resolv.conf, hosts, hostname).
+    std::error_code ec;
+    fs::remove_all(rec.run_dir, ec);
+    if (ec) throw sys_error("removing " + rec.run_dir, ec.value());
+    if (::unlink(record_path(rec.id).c_str()) != 0 && errno != ENOENT)
+        throw_errno("removing " + record_path(rec.id));
+}
+
+PodRecord PodManager::status(const std::string& id) const { return find(id)->snapshot(); }
+
+std::vector<PodRecord> PodManager::list(const PodFilter& filter) const {
+    std::vector<std::shared_ptr<Pod>> pods;
+    {
+        std::lock_guard lock(mu_);
+        pods.reserve(pods_.size());
+        for (const auto& [id, pod] : pods_)
+            if (filter.id.empty() || id.compare(0, filter.id.size(), filter.id) == 0)
+                pods.push_back(pod);
+    }
+    std::vector<PodRecord> out;
+    for (const auto& pod : pods) {
+        auto rec = pod->snapshot();
+        if (matches(filter, rec)) out.push_back(std::move(rec));
+    }
+    return out;
+}
+
+std::size_t PodManager::count() const {
+    std::lock_guard lock(mu_);
+    return pods_.size();
+}
+
+void PodManager::set_on_change(std::function<void()> fn) {
+    std::lock_guard lock(listeners_mu_);
+    on_change_ = std::move(fn);
+}
+
+std::shared_ptr<PodEvents> PodManager::subscribe() {
+    auto events = std::make_shared<PodEvents>();
+    std::lock_guard lock(listeners_mu_);
+    subscribers_.push_back(events);
+    return events;
+}
+
+void PodManager::emit(PodEvent::Type type, const PodRecord& r) {
+    const PodEvent event{type, now_ns(), r};
+    std::function<void()> on_change;
+    {
+        std::lock_guard lock(listeners_mu_);
+        on_change = on_change_;
+        for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+            if (auto s = it->lock()) {
+                s->push(event);
+                ++it;
+            } else {
+                it = subscribers_.erase(it);
+            }
+        }
+    }
+    if (on_change) on_change();
+}
+
+}  // namespace crisd::runtime

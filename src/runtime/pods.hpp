@@ -1,0 +1,114 @@
+// Pod sandboxes: the one owner of pod state. Runs a pod (slice, namespaces,
+// files for its containers, /dev/shm, CNI), stops and removes it, answers
+// status and list from memory, keeps a record per pod on disk
+// (<root>/pods/<id>.json, written atomically) and finds every pod again after
+// a restart. A lock per pod; no lock is held across slow work that another
+// pod waits for.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/pod.hpp"
+
+namespace crisd::network {
+class Network;
+}
+namespace crisd::systemd {
+class Manager;
+}
+
+namespace crisd::runtime {
+
+class Handlers;
+
+struct PodOptions {
+    std::string root;     // crisd.root: records in <root>/pods
+    std::string runroot;  // crisd.runroot: <runroot>/ns/<id>, <runroot>/pods/<id>
+    std::int64_t shm_size = 64 * 1024 * 1024;
+    std::string host_etc = "/etc";  // where host-network pods copy hosts/resolv.conf from
+};
+
+// A pod lifecycle event, as the kubelet's evented PLEG reads them.
+struct PodEvent {
+    enum class Type { Created = 0, Started = 1, Stopped = 2, Deleted = 3 };
+    Type type;
+    std::int64_t at = 0;  // ns since the epoch
+    PodRecord pod;        // the pod after the event
+};
+
+class PodEvents {
+public:
+    // Blocks up to `timeout` for the next event.
+    std::optional<PodEvent> next(std::chrono::milliseconds timeout);
+
+private:
+    friend class PodManager;
+    void push(const PodEvent& e);
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<PodEvent> queue_;
+    bool overflowed_ = false;
+};
+
+class PodManager {
+public:
+    PodManager(PodOptions options, const Handlers& handlers, network::Network& network,
+               systemd::Manager& systemd);
+    ~PodManager();
+    PodManager(const PodManager&) = delete;
+    PodManager& operator=(const PodManager&) = delete;
+
+    // Reads the records of an earlier crisd; undoes creations it did not finish.
+    void load();
+
+    // RunPodSandbox. `caller_gone` is asked once the pod exists: when the
+    // caller stopped waiting, its retry gets this pod instead of a conflict.
+    std::string run(const PodConfig& config, const std::function<bool()>& caller_gone = {});
+    // StopPodSandbox: NotFound for an unknown id; idempotent.
+    void stop(const std::string& id);
+    // RemovePodSandbox: stops the pod first; an id that is gone is fine.
+    void remove(const std::string& id);
+    // PodSandboxStatus: NotFound for an unknown id.
+    PodRecord status(const std::string& id) const;
+    std::vector<PodRecord> list(const PodFilter& filter) const;
+    std::size_t count() const;
+
+    // Called after every change of the set of pods or their states.
+    void set_on_change(std::function<void()> fn);
+    // A stream of pod events (until the returned object is dropped).
+    std::shared_ptr<PodEvents> subscribe();
+
+private:
+    struct Pod;
+    std::shared_ptr<Pod> find(const std::string& id_or_prefix) const;
+    void save(const PodRecord& r) const;
+    std::string record_path(const std::string& id) const;
+    void stop_locked(Pod& pod);
+    void teardown(PodRecord& r);  // undoes everything a record says exists
+    void emit(PodEvent::Type type, const PodRecord& r);
+
+    const PodOptions opts_;
+    const Handlers& handlers_;
+    network::Network& network_;
+    systemd::Manager& systemd_;
+    NameRegistry names_;
+
+    mutable std::mutex mu_;  // guards pods_ only
+    std::map<std::string, std::shared_ptr<Pod>> pods_;
+
+    std::mutex listeners_mu_;
+    std::function<void()> on_change_;
+    std::vector<std::weak_ptr<PodEvents>> subscribers_;
+};
+
+}  // namespace crisd::runtime

@@ -1,0 +1,382 @@
+// The pure parts of pod sandboxes (records, filters, files for containers,
+// sysctls, name reservation) and PodManager for host-namespace pods, which
+// need no privileges (no namespaces, no mounts, no CNI).
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "common/error.hpp"
+#include "config/config.hpp"
+#include "network/network.hpp"
+#include "runtime/handlers.hpp"
+#include "runtime/pod.hpp"
+#include "runtime/pods.hpp"
+#include "systemd/fake.hpp"
+
+using namespace crisd;
+using namespace crisd::runtime;
+
+namespace {
+
+PodRecord sample() {
+    PodRecord r;
+    r.id = std::string(64, 'a');
+    r.config.metadata = {"web", "uid-1", "default", 2};
+    r.config.hostname = "web-host";
+    r.config.log_directory = "/var/log/pods/x";
+    r.config.dns = {{"10.0.0.10"}, {"svc.cluster.local", "cluster.local"}, {"ndots:5"}};
+    r.config.port_mappings = {{"tcp", 80, 8080, "127.0.0.1"}, {"udp", 53, 0, ""}};
+    r.config.labels = {{"app", "web"}, {"tier", "front"}};
+    r.config.annotations = {{"a", "b"}};
+    r.config.cgroup_parent = "kubepods-pod1.slice";
+    r.config.sysctls = {{"net.ipv4.ip_unprivileged_port_start", "0"}};
+    r.config.network = NamespaceMode::Pod;
+    r.config.pid = NamespaceMode::Node;
+    r.config.ipc = NamespaceMode::Pod;
+    r.config.privileged = true;
+    r.config.runtime_handler = "crun";
+    r.state = PodState::Ready;
+    r.creating = false;
+    r.created_at = 1234567890123;
+    r.runtime_handler = "crun";
+    r.slice = "kubepods-pod1.slice";
+    r.run_dir = "/run/crisd/pods/" + r.id;
+    r.ns_dir = "/run/crisd/ns/" + r.id;
+    r.netns = r.ns_dir + "/net";
+    r.ipcns = r.ns_dir + "/ipc";
+    r.utsns = r.ns_dir + "/uts";
+    r.shm = r.run_dir + "/shm";
+    r.network_attached = true;
+    r.ips = {"10.85.0.4", "fd00::4"};
+    return r;
+}
+
+}  // namespace
+
+TEST(PodRecord, RoundTripsThroughJson) {
+    const auto r = sample();
+    const auto back = record_from_json(nlohmann::json::parse(to_json(r).dump()));
+    EXPECT_EQ(to_json(back), to_json(r));
+    EXPECT_EQ(back.config.metadata.attempt, 2u);
+    EXPECT_EQ(back.config.pid, NamespaceMode::Node);
+    ASSERT_EQ(back.config.port_mappings.size(), 2u);
+    EXPECT_EQ(back.config.port_mappings[0].host_ip, "127.0.0.1");
+    EXPECT_EQ(back.ips, r.ips);
+    EXPECT_EQ(back.resolv_conf(), r.run_dir + "/resolv.conf");
+}
+
+TEST(PodRecord, MalformedIsDataLoss) {
+    try {
+        record_from_json(nlohmann::json::parse(R"({"kind":"crisdPodV1","id":"x"})"));
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::DataLoss);
+    }
+    auto j = to_json(sample());
+    j["state"] = "SANDBOX_WEIRD";
+    EXPECT_THROW(record_from_json(j), Error);
+    j = to_json(sample());
+    j["kind"] = "other";
+    EXPECT_THROW(record_from_json(j), Error);
+}
+
+TEST(PodRecord, PodNetworkCarriesTheCniView) {
+    const auto n = sample().pod_network();
+    EXPECT_EQ(n.pod_id, std::string(64, 'a'));
+    EXPECT_EQ(n.name, "web");
+    EXPECT_EQ(n.ns, "default");
+    EXPECT_EQ(n.uid, "uid-1");
+    EXPECT_EQ(n.netns, "/run/crisd/ns/" + std::string(64, 'a') + "/net");
+    EXPECT_EQ(n.port_mappings.size(), 2u);
+}
+
+TEST(PodFilter, IdPrefixStateAndLabels) {
+    const auto r = sample();
+    EXPECT_TRUE(matches({}, r));
+    EXPECT_TRUE(matches({"aaaa", {}, {}}, r));
+    EXPECT_TRUE(matches({r.id, {}, {}}, r));
+    EXPECT_FALSE(matches({"ab", {}, {}}, r));
+    EXPECT_TRUE(matches({"", PodState::Ready, {}}, r));
+    EXPECT_FALSE(matches({"", PodState::NotReady, {}}, r));
+    EXPECT_TRUE(matches({"", {}, {{"app", "web"}}}, r));
+    EXPECT_TRUE(matches({"", {}, {{"app", "web"}, {"tier", "front"}}}, r));
+    EXPECT_FALSE(matches({"", {}, {{"app", "web"}, {"tier", "back"}}}, r));
+    EXPECT_FALSE(matches({"", {}, {{"missing", ""}}}, r));
+}
+
+TEST(PodFiles, ResolvConf) {
+    EXPECT_EQ(render_resolv_conf({{"10.0.0.10", "10.0.0.11"}, {"a.svc", "svc"}, {"ndots:5", "edns0"}}),
+              "search a.svc svc\nnameserver 10.0.0.10\nnameserver 10.0.0.11\noptions ndots:5 edns0\n");
+    EXPECT_EQ(render_resolv_conf({{"1.1.1.1"}, {}, {}}), "nameserver 1.1.1.1\n");
+    EXPECT_EQ(render_resolv_conf({}), "");
+}
+
+TEST(PodFiles, Hosts) {
+    const auto h = render_hosts("web", {"10.85.0.4", "fd00::4"});
+    EXPECT_NE(h.find("127.0.0.1\tlocalhost\n"), std::string::npos);
+    EXPECT_NE(h.find("::1\tlocalhost"), std::string::npos);
+    EXPECT_NE(h.find("10.85.0.4\tweb\n"), std::string::npos);
+    EXPECT_NE(h.find("fd00::4\tweb\n"), std::string::npos);
+    EXPECT_EQ(render_hosts("web", {}).find("\tweb"), std::string::npos);
+}
+
+TEST(Sysctl, Classification) {
+    EXPECT_EQ(classify_sysctl("net.ipv4.ip_forward"),
+              std::make_pair(std::string("net.ipv4.ip_forward"), SysctlScope::Network));
+    EXPECT_EQ(classify_sysctl("kernel.shmmax").second, SysctlScope::Ipc);
+    EXPECT_EQ(classify_sysctl("kernel.msgmax").second, SysctlScope::Ipc);
+    EXPECT_EQ(classify_sysctl("kernel.sem").second, SysctlScope::Ipc);
+    EXPECT_EQ(classify_sysctl("fs.mqueue.queues_max").second, SysctlScope::Ipc);
+    // Slashes as separators keep dots inside a component (an interface name).
+    const auto [dotted, scope] = classify_sysctl("net/ipv4/conf/eth0.100/forwarding");
+    EXPECT_EQ(dotted, "net.ipv4.conf.eth0/100.forwarding");
+    EXPECT_EQ(scope, SysctlScope::Network);
+    EXPECT_EQ(sysctl_path(dotted), "/proc/sys/net/ipv4/conf/eth0.100/forwarding");
+    EXPECT_EQ(sysctl_path("net.ipv4.ip_forward"), "/proc/sys/net/ipv4/ip_forward");
+    for (const char* bad : {"kernel.panic", "vm.swappiness", "kernel.semx", "", ".net", "net..x", "net."}) {
+        try {
+            classify_sysctl(bad);
+            ADD_FAILURE() << bad << " accepted";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.code(), Code::InvalidArgument) << bad;
+        }
+    }
+}
+
+TEST(Sysctl, MustFitTheNamespaces) {
+    PodConfig c;
+    c.sysctls = {{"net.ipv4.ip_unprivileged_port_start", "0"}, {"kernel.shmmni", "4096"}};
+    EXPECT_NO_THROW(check_sysctls(c));
+    c.network = NamespaceMode::Node;
+    EXPECT_THROW(check_sysctls(c), Error);
+    c.network = NamespaceMode::Pod;
+    c.ipc = NamespaceMode::Node;
+    EXPECT_THROW(check_sysctls(c), Error);
+    c.ipc = NamespaceMode::Pod;
+    c.sysctls = {{"kernel.panic", "1"}};
+    try {
+        check_sysctls(c);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::InvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("not namespaced"), std::string::npos) << e.what();
+    }
+}
+
+TEST(NameRegistry, ConflictNamesTheHolder) {
+    NameRegistry names;
+    EXPECT_TRUE(names.reserve("k", "id1").owner);
+    names.finish("k", nullptr, false);
+    try {
+        names.reserve("k", "id2");
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::AlreadyExists);
+        EXPECT_NE(std::string(e.what()).find("id1"), std::string::npos);
+    }
+    names.release("k");
+    EXPECT_TRUE(names.reserve("k", "id3").owner);
+}
+
+TEST(NameRegistry, RetryWaitsForTheCreationInFlight) {
+    NameRegistry names;
+    ASSERT_TRUE(names.reserve("k", "first").owner);
+    auto retry = std::async(std::launch::async, [&] { return names.reserve("k", "second"); });
+    EXPECT_EQ(retry.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+    names.finish("k", nullptr, true);
+    const auto claim = retry.get();
+    EXPECT_FALSE(claim.owner);
+    EXPECT_EQ(claim.id, "first");
+    // The retry got the pod, so the next one is a conflict again.
+    EXPECT_THROW(names.reserve("k", "third"), Error);
+}
+
+TEST(NameRegistry, RetryGetsTheErrorOfTheFirst) {
+    NameRegistry names;
+    ASSERT_TRUE(names.reserve("k", "first").owner);
+    auto retry = std::async(std::launch::async, [&] { return names.reserve("k", "second"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    names.finish("k", std::make_exception_ptr(Error(Code::Internal, "boom")), false);
+    try {
+        retry.get();
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::Internal);
+    }
+    EXPECT_TRUE(names.reserve("k", "again").owner);  // the name is free
+}
+
+TEST(NameRegistry, UnclaimedPodGoesToTheNextRequest) {
+    NameRegistry names;
+    ASSERT_TRUE(names.reserve("k", "first").owner);
+    names.finish("k", nullptr, true);  // the caller had gone
+    const auto claim = names.reserve("k", "second");
+    EXPECT_FALSE(claim.owner);
+    EXPECT_EQ(claim.id, "first");
+    EXPECT_THROW(names.reserve("k", "third"), Error);
+}
+
+// PodManager with host namespaces: no privileges needed.
+class PodManagerTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/crisd-pod-test-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        auto cfg = config::defaults();
+        cfg.runtime.runtimes["runc"].runtime_path = "/bin/sh";
+        handlers_ = std::make_unique<Handlers>(cfg.runtime, "");
+        cfg.network.network_dir = dir_ + "/net.d";
+        network_ = std::make_unique<network::Network>(cfg.network, dir_ + "/network");
+        std::filesystem::create_directories(dir_ + "/etc");
+        std::ofstream(dir_ + "/etc/hosts") << "127.0.0.1 node-hosts\n";
+        std::ofstream(dir_ + "/etc/resolv.conf") << "nameserver 192.0.2.1\n";
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    std::unique_ptr<PodManager> manager() {
+        return std::make_unique<PodManager>(
+            PodOptions{dir_ + "/root", dir_ + "/run", 64 << 20, dir_ + "/etc"}, *handlers_, *network_, fake_);
+    }
+    static PodConfig host_pod(const std::string& name) {
+        PodConfig c;
+        c.metadata = {name, "uid-" + name, "default", 0};
+        c.network = NamespaceMode::Node;
+        c.ipc = NamespaceMode::Node;
+        c.pid = NamespaceMode::Node;
+        c.labels = {{"app", name}};
+        return c;
+    }
+
+    std::string dir_;
+    std::unique_ptr<Handlers> handlers_;
+    std::unique_ptr<network::Network> network_;
+    systemd::FakeManager fake_;
+};
+
+TEST_F(PodManagerTest, LifecycleOfAHostPod) {
+    auto pods = manager();
+    auto c = host_pod("a");
+    c.cgroup_parent = "kubepods-besteffort-poda.slice";
+    const auto id = pods->run(c);
+    ASSERT_EQ(id.size(), 64u);
+    EXPECT_EQ(pods->count(), 1u);
+    const auto rec = pods->status(id);
+    EXPECT_EQ(rec.state, PodState::Ready);
+    EXPECT_TRUE(rec.netns.empty());
+    EXPECT_TRUE(rec.shm.empty());
+    EXPECT_EQ(rec.slice, "kubepods-besteffort-poda.slice");
+    const auto slices = fake_.created_slices();
+    EXPECT_NE(std::find(slices.begin(), slices.end(), "kubepods-besteffort-poda.slice"), slices.end());
+    // Host-network pods get the node's hosts and resolv.conf (no DNS config).
+    std::ifstream hosts(rec.hosts());
+    std::string line;
+    std::getline(hosts, line);
+    EXPECT_EQ(line, "127.0.0.1 node-hosts");
+    std::ifstream resolv(rec.resolv_conf());
+    std::getline(resolv, line);
+    EXPECT_EQ(line, "nameserver 192.0.2.1");
+    EXPECT_TRUE(std::filesystem::exists(dir_ + "/root/pods/" + id + ".json"));
+
+    EXPECT_EQ(pods->status(id.substr(0, 12)).id, id);  // a unique prefix
+    EXPECT_EQ(pods->list({"", PodState::Ready, {{"app", "a"}}}).size(), 1u);
+    pods->stop(id);
+    pods->stop(id);
+    EXPECT_EQ(pods->status(id).state, PodState::NotReady);
+    EXPECT_TRUE(pods->list({"", PodState::Ready, {}}).empty());
+    pods->remove(id);
+    pods->remove(id);  // gone already: fine
+    EXPECT_EQ(pods->count(), 0u);
+    EXPECT_FALSE(std::filesystem::exists(dir_ + "/root/pods/" + id + ".json"));
+    EXPECT_FALSE(std::filesystem::exists(rec.run_dir));
+    try {
+        pods->status(id);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::NotFound);
+    }
+    EXPECT_THROW(pods->stop(id), Error);
+    // The name is free again.
+    pods->remove(pods->run(c));
+}
+
+TEST_F(PodManagerTest, RecordsSurviveARestart) {
+    std::string id;
+    {
+        auto pods = manager();
+        id = pods->run(host_pod("a"));
+        pods->stop(pods->run(host_pod("b")));
+    }
+    auto again = manager();
+    again->load();
+    EXPECT_EQ(again->count(), 2u);
+    EXPECT_EQ(again->status(id).state, PodState::Ready);
+    EXPECT_EQ(again->list({"", PodState::NotReady, {}}).size(), 1u);
+    EXPECT_THROW(again->run(host_pod("a")), Error);  // the name is still held
+    again->remove(id);
+    EXPECT_EQ(again->count(), 1u);
+}
+
+TEST_F(PodManagerTest, BadInputIsRefusedBeforeAnythingIsMade) {
+    auto pods = manager();
+    auto c = host_pod("a");
+    c.pid = NamespaceMode::Pod;
+    try {
+        pods->run(c);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::Unimplemented);
+    }
+    c = host_pod("a");
+    c.cgroup_parent = "/kubepods/pod1";
+    EXPECT_THROW(pods->run(c), Error);
+    c = host_pod("a");
+    c.sysctls = {{"net.ipv4.ip_forward", "1"}};  // host network
+    EXPECT_THROW(pods->run(c), Error);
+    c = host_pod("a");
+    c.runtime_handler = "nope";
+    EXPECT_THROW(pods->run(c), Error);
+    c = host_pod("");
+    EXPECT_THROW(pods->run(c), Error);
+    EXPECT_EQ(pods->count(), 0u);
+    EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/root/pods"));
+}
+
+TEST_F(PodManagerTest, FailedSliceLeavesNothing) {
+    auto pods = manager();
+    fake_.fail_next("ensure_slice", Error(Code::Unavailable, "no system bus"));
+    auto c = host_pod("a");
+    c.cgroup_parent = "kubepods-poda.slice";
+    try {
+        pods->run(c);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::Unavailable);
+        EXPECT_NE(std::string(e.what()).find("kubepods-poda.slice"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(pods->count(), 0u);
+    EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/root/pods"));
+    EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/run/pods"));
+    pods->remove(pods->run(c));  // the name was released
+}
+
+TEST_F(PodManagerTest, EventsAndChangeNotifications) {
+    auto pods = manager();
+    std::atomic<int> changes{0};
+    pods->set_on_change([&] { ++changes; });
+    auto events = pods->subscribe();
+    const auto id = pods->run(host_pod("a"));
+    pods->remove(id);
+    std::vector<PodEvent::Type> types;
+    while (auto e = events->next(std::chrono::milliseconds(10))) {
+        EXPECT_EQ(e->pod.id, id);
+        types.push_back(e->type);
+    }
+    EXPECT_EQ(types, (std::vector<PodEvent::Type>{PodEvent::Type::Created, PodEvent::Type::Started,
+                                                  PodEvent::Type::Stopped, PodEvent::Type::Deleted}));
+    EXPECT_GE(changes.load(), 3);
+}
