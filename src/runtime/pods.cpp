@@ -460,20 +460,18 @@ std::shared_ptr<PodEvents> PodManager::subscribe() {
 
 void PodManager::emit(PodEvent::Type type, const PodRecord& r) {
     const PodEvent event{type, now_ns(), r};
-    std::function<void()> on_change;
-    {
-        std::lock_guard lock(listeners_mu_);
-        on_change = on_change_;
-        for (auto it = subscribers_.begin(); it != subscribers_.end();) {
-            if (auto s = it->lock()) {
-                s->push(event);
-                ++it;
-            } else {
-                it = subscribers_.erase(it);
-            }
+    // Under the lock, so that set_on_change(nullptr) returns only when no
+    // call to the old function is running.
+    std::lock_guard lock(listeners_mu_);
+    for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+        if (auto s = it->lock()) {
+            s->push(event);
+            ++it;
+        } else {
+            it = subscribers_.erase(it);
         }
     }
-    if (on_change) on_change();
+    if (on_change_) on_change_();
 }
 
 }  // namespace crisd::runtime
