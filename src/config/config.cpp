@@ -7,6 +7,7 @@
 #include <fstream>
 #include <functional>
 #include <set>
+#include <tuple>
 #include <sstream>
 #include <variant>
 
@@ -53,6 +54,20 @@ const std::vector<Key>& scalar_keys() {
         {"crisd.api", "shutdown_timeout",
          "Seconds that requests in flight may take to finish after SIGTERM.",
          IntRef([](Config& c) -> std::int64_t& { return c.api.shutdown_timeout; })},
+        {"crisd.image", "global_auth_file",
+         "Registry credentials file (containers-auth.json format); empty: $REGISTRY_AUTH_FILE, "
+         "${XDG_RUNTIME_DIR}/containers/auth.json, /run/containers/0/auth.json, ~/.docker/config.json.",
+         StringRef([](Config& c) -> std::string& { return c.image.global_auth_file; })},
+        {"crisd.image", "registries_conf",
+         "containers-registries.conf(5) v2 file (and its .d drop-in directory), read at every pull.",
+         StringRef([](Config& c) -> std::string& { return c.image.registries_conf; })},
+        {"crisd.image", "pull_progress_timeout",
+         "Seconds a pull may go without receiving a byte before it fails; 0 disables the check.",
+         IntRef([](Config& c) -> std::int64_t& { return c.image.pull_progress_timeout; })},
+        {"crisd.image", "registry_connect_timeout", "Seconds to wait for a connection to a registry.",
+         IntRef([](Config& c) -> std::int64_t& { return c.image.registry_connect_timeout; })},
+        {"crisd.image", "max_parallel_downloads", "Layers of one pull fetched at the same time (1 to 64).",
+         IntRef([](Config& c) -> std::int64_t& { return c.image.max_parallel_downloads; })},
         {"crisd.runtime", "default_runtime",
          "Runtime handler used when the CRI request names none; must be a table in runtimes.",
          StringRef([](Config& c) -> std::string& { return c.runtime.default_runtime; })},
@@ -283,6 +298,11 @@ Config defaults() {
     c.api.grpc_max_send_msg_size = 80 * 1024 * 1024;
     c.api.grpc_max_recv_msg_size = 80 * 1024 * 1024;
     c.api.shutdown_timeout = 10;
+    c.image.global_auth_file = "";
+    c.image.registries_conf = "/etc/containers/registries.conf";
+    c.image.pull_progress_timeout = 60;
+    c.image.registry_connect_timeout = 30;
+    c.image.max_parallel_downloads = 3;
     c.runtime.default_runtime = "runc";
     c.runtime.pod_shm_size = 64 * 1024 * 1024;
     c.runtime.runtimes["runc"] = RuntimeHandler{"", "/run/runc", "oci"};
@@ -340,6 +360,21 @@ void validate(const Config& cfg, const std::string& origin) {
         throw config_error(origin, "crisd.api.shutdown_timeout: " +
                                        std::to_string(cfg.api.shutdown_timeout) +
                                        " is outside 0..3600 seconds");
+    if (!is_absolute(cfg.image.registries_conf))
+        throw config_error(origin, "crisd.image.registries_conf: " + quote(cfg.image.registries_conf) +
+                                       " is not an absolute path");
+    if (!cfg.image.global_auth_file.empty() && !is_absolute(cfg.image.global_auth_file))
+        throw config_error(origin, "crisd.image.global_auth_file: " + quote(cfg.image.global_auth_file) +
+                                       " is not an absolute path");
+    for (const auto& [key, value, lo, hi] :
+         {std::tuple<std::string, std::int64_t, std::int64_t, std::int64_t>{
+              "crisd.image.pull_progress_timeout", cfg.image.pull_progress_timeout, 0, 86400},
+          {"crisd.image.registry_connect_timeout", cfg.image.registry_connect_timeout, 1, 3600},
+          {"crisd.image.max_parallel_downloads", cfg.image.max_parallel_downloads, 1, 64}}) {
+        if (value < lo || value > hi)
+            throw config_error(origin, key + ": " + std::to_string(value) + " is outside " + std::to_string(lo) +
+                                           ".." + std::to_string(hi));
+    }
     for (const auto& [name, h] : cfg.runtime.runtimes) {
         const std::string prefix = std::string(kHandlersTable) + "." + name;
         if (!valid_handler_name(name))

@@ -30,6 +30,13 @@ struct Config {
         std::int64_t grpc_max_recv_msg_size = 0;
         std::int64_t shutdown_timeout = 0;  // seconds to drain requests on SIGTERM
     } api;
+    struct Image {
+        std::string global_auth_file;
+        std::string registries_conf;
+        std::int64_t pull_progress_timeout = 0;  // seconds without progress before a pull fails
+        std::int64_t registry_connect_timeout = 0;  // seconds
+        std::int64_t max_parallel_downloads = 0;
+    } image;
     struct Runtime {
         std::string default_runtime;
         std::map<std::string, RuntimeHandler> runtimes;

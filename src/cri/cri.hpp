@@ -15,6 +15,10 @@ class PodManager;
 namespace crisd::network {
 class Network;
 }
+namespace crisd::image {
+class Images;
+class Rootfs;
+}
 
 namespace crisd::cri {
 
@@ -22,6 +26,8 @@ namespace crisd::cri {
 struct Backends {
     const runtime::Handlers& handlers;
     network::Network& network;
+    image::Images* images = nullptr;  // null: the ImageService answers UNAVAILABLE
+    image::Rootfs* rootfs = nullptr;  // container root filesystems (ImageFsInfo)
     runtime::PodManager* pods = nullptr;  // null: the pod RPCs answer UNIMPLEMENTED
 };
 

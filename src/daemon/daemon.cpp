@@ -16,6 +16,8 @@
 #include "common/error.hpp"
 #include "crisd_build.hpp"
 #include "cri/cri.hpp"
+#include "image/image.hpp"
+#include "image/rootfs.hpp"
 #include "network/network.hpp"
 #include "runtime/handlers.hpp"
 #include "runtime/pods.hpp"
@@ -94,12 +96,20 @@ int DaemonManager::run() {
                                path_env ? path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     network::Network network(cfg_.network, cfg_.root + "/network");
     network.watch();
+    image::Images images(image::Options{cfg_.root + "/images", cfg_.image.registries_conf,
+                                        cfg_.image.global_auth_file,
+                                        std::chrono::seconds(cfg_.image.pull_progress_timeout),
+                                        std::chrono::seconds(cfg_.image.registry_connect_timeout),
+                                        static_cast<int>(cfg_.image.max_parallel_downloads),
+                                        std::chrono::seconds(5)});
+    image::Rootfs rootfs(images, cfg_.root + "/rootfs");
     // Connects to the system bus on first use: only a pod with a slice needs it.
     const auto systemd_manager = systemd::make_manager();
     runtime::PodManager pods(runtime::PodOptions{cfg_.root, cfg_.runroot, cfg_.runtime.pod_shm_size},
                              handlers, network, *systemd_manager);
     pods.load();
-    const cri::Backends backends{.handlers = handlers, .network = network, .pods = &pods};
+    const cri::Backends backends{
+        .handlers = handlers, .network = network, .images = &images, .rootfs = &rootfs, .pods = &pods};
     auto runtime_service = cri::make_runtime_service(backends);
     auto image_service = cri::make_image_service(backends);
 

@@ -107,8 +107,8 @@ TEST_F(CriServer, UnbuiltRpcsSayUnimplementedWithAMessage) {
         grpc::ClientContext ctx;
         v1::PullImageResponse resp;
         const auto st = img_->PullImage(&ctx, v1::PullImageRequest(), &resp);
-        EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-        EXPECT_NE(st.error_message().find("PullImage"), std::string::npos);
+        EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+        EXPECT_NE(st.error_message().find("PullImage: image is required"), std::string::npos);
     }
 }
 

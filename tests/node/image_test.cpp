@@ -1,0 +1,419 @@
+// The CRI ImageService against the node's registries (tests/images/README.md):
+// every test image, auth, digests, mirrors, concurrency, removal, bad input,
+// and a pull killed half way.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "cri_client.hpp"
+#include "node_test.hpp"
+
+using namespace crisd::node;
+using crisd::test::CallError;
+using crisd::test::CriClient;
+namespace v1 = ::runtime::v1;
+
+namespace {
+
+const std::string kReg = "127.0.0.1:5000";
+const std::string kAuthReg = "127.0.0.1:5001";
+const std::string kStore = "/var/lib/crisd/images";
+
+// repo:tag -> manifest digest, from the image cache's images.txt.
+std::string manifest_digest(const std::string& repo_tag) {
+    std::ifstream in("/var/lib/crisd-test-images/images.txt");
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream ss(line);
+        std::string reg, ref, type, digest;
+        std::getline(ss, reg, '\t');
+        std::getline(ss, ref, '\t');
+        std::getline(ss, type, '\t');
+        std::getline(ss, digest, '\t');
+        if (ref == repo_tag) return digest;
+    }
+    ADD_FAILURE() << repo_tag << " is not in images.txt";
+    return "";
+}
+
+CriClient client(std::chrono::seconds timeout = std::chrono::seconds(180)) {
+    return CriClient(kCriSocket, timeout);
+}
+
+std::string pull(CriClient& c, const std::string& ref, const v1::AuthConfig* auth = nullptr) {
+    v1::PullImageRequest req;
+    req.mutable_image()->set_image(ref);
+    if (auth) *req.mutable_auth() = *auth;
+    return c.call(&v1::ImageService::Stub::PullImage, "PullImage", req).image_ref();
+}
+
+grpc::Status try_pull(CriClient& c, const std::string& ref, const v1::AuthConfig* auth = nullptr) {
+    v1::PullImageRequest req;
+    req.mutable_image()->set_image(ref);
+    if (auth) *req.mutable_auth() = *auth;
+    v1::PullImageResponse resp;
+    return c.try_call(&v1::ImageService::Stub::PullImage, req, &resp);
+}
+
+v1::ImageStatusResponse status(CriClient& c, const std::string& ref, bool verbose = false) {
+    v1::ImageStatusRequest req;
+    req.mutable_image()->set_image(ref);
+    req.set_verbose(verbose);
+    return c.call(&v1::ImageService::Stub::ImageStatus, "ImageStatus", req);
+}
+
+void remove(CriClient& c, const std::string& ref) {
+    v1::RemoveImageRequest req;
+    req.mutable_image()->set_image(ref);
+    c.call(&v1::ImageService::Stub::RemoveImage, "RemoveImage", req);
+}
+
+bool has(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& v) {
+    return std::find(list.begin(), list.end(), v) != list.end();
+}
+
+std::string hex(const std::string& id) { return id.substr(id.find(':') + 1); }
+
+// The image's layers as the store keeps them, lowest first.
+std::vector<std::string> layer_digests(CriClient& c, const std::string& ref) {
+    const auto st = status(c, ref, true);
+    std::vector<std::string> out;
+    const std::string info = st.info().at("info");
+    // "layers":["sha256:..",..]
+    const auto start = info.find("\"layers\":[");
+    const auto end = info.find(']', start);
+    std::string list = info.substr(start + 10, end - start - 10);
+    std::size_t p = 0;
+    while ((p = list.find("sha256:", p)) != std::string::npos) {
+        out.push_back(list.substr(p, 71));
+        p += 71;
+    }
+    return out;
+}
+
+// Mounts an overlay of the image's layers (as a container rootfs would be)
+// on DIR/merged and returns DIR; unmounted and removed by the destructor.
+struct TestOverlay {
+    std::string dir;
+    TestOverlay(CriClient& c, const std::string& ref, const std::string& name) : dir("/tmp/overlay-" + name) {
+        std::string lowers;
+        const auto layers = layer_digests(c, ref);
+        for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+            const auto link = must("cat " + kStore + "/layers/" + hex(*it) + "/link");
+            lowers += (lowers.empty() ? "" : ":") + std::string("l/") + link;
+        }
+        must("rm -rf " + dir + " && mkdir -p " + dir + "/upper " + dir + "/work " + dir + "/merged");
+        must("cd " + kStore + " && mount -t overlay overlay -o lowerdir=" + lowers + ",upperdir=" + dir +
+             "/upper,workdir=" + dir + "/work " + dir + "/merged");
+    }
+    ~TestOverlay() { sh("umount " + dir + "/merged; rm -rf " + dir); }
+    std::string merged() const { return dir + "/merged"; }
+};
+
+}  // namespace
+
+TEST(ImagePull, BusyboxByTagReportsIdTagsDigestsAndSize) {
+    auto c = client();
+    const std::string id = pull(c, kReg + "/busybox");
+    EXPECT_TRUE(id.starts_with("sha256:")) << id;
+    EXPECT_EQ(id.size(), 71u);
+    const auto st = status(c, kReg + "/busybox:latest");
+    ASSERT_TRUE(st.has_image());
+    EXPECT_EQ(st.image().id(), id);
+    EXPECT_TRUE(has(st.image().repo_tags(), kReg + "/busybox:latest"));
+    EXPECT_TRUE(has(st.image().repo_digests(), kReg + "/busybox@" + manifest_digest("busybox:latest")));
+    EXPECT_GT(st.image().size(), 500000u);
+    EXPECT_EQ(st.image().uid().value(), 0);
+    // By id, id prefix and short name (unqualified-search-registries) too.
+    EXPECT_EQ(status(c, id).image().id(), id);
+    EXPECT_EQ(status(c, hex(id).substr(0, 12)).image().id(), id);
+    EXPECT_EQ(status(c, "busybox").image().id(), id);
+
+    v1::ListImagesRequest all;
+    const auto list = c.call(&v1::ImageService::Stub::ListImages, "ListImages", all);
+    EXPECT_TRUE(std::any_of(list.images().begin(), list.images().end(), [&](const auto& i) { return i.id() == id; }));
+    v1::ListImagesRequest one;
+    one.mutable_filter()->mutable_image()->set_image(kReg + "/busybox:latest");
+    const auto filtered = c.call(&v1::ImageService::Stub::ListImages, "ListImages", one);
+    ASSERT_EQ(filtered.images_size(), 1);
+    EXPECT_EQ(filtered.images(0).id(), id);
+    one.mutable_filter()->mutable_image()->set_image(kReg + "/nothing:here");
+    EXPECT_EQ(c.call(&v1::ImageService::Stub::ListImages, "ListImages", one).images_size(), 0);
+
+    // Verbose: the image config.
+    const auto verbose = status(c, id, true);
+    ASSERT_TRUE(verbose.info().count("info"));
+    EXPECT_NE(verbose.info().at("info").find("io.crisd.test.image"), std::string::npos);
+}
+
+TEST(ImagePull, EveryTestImage) {
+    auto c = client();
+    for (const std::string ref : {"busybox:oci", "busybox:zstd", "plain:latest", "layers:latest", "config:latest",
+                                  "config:numeric", "multiarch:latest", "multiarch:docker"}) {
+        SCOPED_TRACE(ref);
+        std::string id;
+        try {
+            id = pull(c, kReg + "/" + ref);
+        } catch (const CallError& e) {
+            ADD_FAILURE() << e.what();
+            continue;
+        }
+        const auto st = status(c, kReg + "/" + ref);
+        EXPECT_EQ(st.image().id(), id);
+        EXPECT_TRUE(has(st.image().repo_digests(), kReg + "/" + ref.substr(0, ref.find(':')) + "@" + manifest_digest(ref)));
+    }
+    EXPECT_EQ(status(c, kReg + "/config:latest").image().username(), "app");
+    EXPECT_FALSE(status(c, kReg + "/config:latest").image().has_uid());
+    EXPECT_EQ(status(c, kReg + "/config:numeric").image().uid().value(), 1000);
+    // The same layer (busybox:latest and busybox:oci) is stored once.
+    const auto a = layer_digests(c, kReg + "/busybox:latest");
+    const auto b = layer_digests(c, kReg + "/busybox:oci");
+    EXPECT_EQ(a, b);
+}
+
+TEST(ImagePull, LayersUnpackToTheExpectedRootfs) {
+    auto c = client();
+    pull(c, kReg + "/layers:latest");
+    TestOverlay o(c, kReg + "/layers:latest", "layers");
+    const auto r = sh("chroot " + o.merged() + " /bin/sh /check.sh");
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find("layers: OK"), std::string::npos) << r.out;
+    EXPECT_EQ(must("ls " + o.merged() + "/data | tr '\\n' ' '"), "changed.txt keep.txt ");
+    EXPECT_EQ(must("ls -A " + o.merged() + "/opq | tr '\\n' ' '"), "new.txt ");
+    EXPECT_EQ(must("ls -A " + o.merged() + "/dirgone | tr '\\n' ' '"), "again.txt ");
+    EXPECT_EQ(must("stat -c '%a %u:%g' " + o.merged() + "/perm/owned.txt " + o.merged() + "/perm/appdir"),
+              "640 1000:1000\n750 1000:1000\n");
+    EXPECT_EQ(must("stat -c '%i %h' " + o.merged() + "/links/target.txt"),
+              must("stat -c '%i %h' " + o.merged() + "/links/hard.txt"));
+    EXPECT_EQ(must("readlink " + o.merged() + "/links/abs"), "/data/keep.txt\n");
+    EXPECT_EQ(sh("find " + o.merged() + " -name '.wh.*' | head -1").out, "");
+    EXPECT_NE(sh("test -e " + o.merged() + "/usr/bin/wget").exit_code, 0);
+    const auto x = sh("python3 -c \"import os; print(os.getxattr('" + o.merged() + "/xattr/file.txt', 'user.crisd').decode())\"");
+    if (x.exit_code == 0) {
+        EXPECT_EQ(x.out, "test\n");
+    } else {
+        std::cerr << "user xattrs not available here: " << x.out << "\n";
+    }
+}
+
+TEST(ImagePull, ZstdPlainAndMultiarchContent) {
+    auto c = client();
+    pull(c, kReg + "/busybox:zstd");
+    pull(c, kReg + "/plain:latest");
+    pull(c, kReg + "/multiarch:latest");
+    {
+        TestOverlay o(c, kReg + "/busybox:zstd", "zstd");
+        EXPECT_EQ(must("cat " + o.merged() + "/zstd.txt"), "zstd\n");
+        EXPECT_EQ(must("chroot " + o.merged() + " /bin/echo ok"), "ok\n");
+    }
+    {
+        TestOverlay o(c, kReg + "/plain:latest", "plain");
+        EXPECT_EQ(must("cat " + o.merged() + "/plain.txt"), "plain\n");
+    }
+    {
+        TestOverlay o(c, kReg + "/multiarch:latest", "multiarch");
+        EXPECT_EQ(must("cat " + o.merged() + "/arch"), "amd64\n");
+    }
+    const auto st = try_pull(c, kReg + "/multiarch:arm64-only");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+    EXPECT_NE(st.error_message().find("no image for linux/amd64"), std::string::npos) << st.error_message();
+}
+
+TEST(ImagePull, ByDigest) {
+    auto c = client();
+    const std::string digest = manifest_digest("busybox:latest");
+    const std::string id = pull(c, kReg + "/busybox@" + digest);
+    EXPECT_EQ(status(c, kReg + "/busybox@" + digest).image().id(), id);
+    EXPECT_EQ(pull(c, kReg + "/busybox:latest"), id);
+    const std::string mdigest = manifest_digest("multiarch:latest");
+    const std::string mid = pull(c, kReg + "/multiarch@" + mdigest);
+    EXPECT_TRUE(has(status(c, mid).image().repo_digests(), kReg + "/multiarch@" + mdigest));
+    // A digest the registry does not have.
+    const auto st = try_pull(c, kReg + "/busybox@sha256:" + std::string(64, '0'));
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+}
+
+TEST(ImagePull, PrivateRegistryWantsCredentials) {
+    auto c = client();
+    const std::string ref = kAuthReg + "/private/busybox";
+    remove(c, ref);
+    auto st = try_pull(c, ref);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+    v1::AuthConfig bad;
+    bad.set_username("crisd");
+    bad.set_password("wrong");
+    st = try_pull(c, ref, &bad);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+    v1::AuthConfig good;
+    good.set_username("crisd");
+    good.set_password("crisd-test");
+    const std::string id = pull(c, ref, &good);
+    EXPECT_EQ(id, pull(c, kReg + "/busybox:latest")) << "same image as busybox:latest";
+    remove(c, ref);
+    v1::AuthConfig encoded;
+    encoded.set_auth("Y3Jpc2Q6Y3Jpc2QtdGVzdA==");
+    EXPECT_EQ(pull(c, ref, &encoded), id);
+    // The open registry does not have it.
+    st = try_pull(c, kReg + "/private/busybox");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+}
+
+TEST(ImagePull, AuthFileIsUsed) {
+    auto c = client();
+    const std::string ref = kAuthReg + "/private/busybox";
+    remove(c, ref);
+    must("mkdir -p /run/containers/0 && echo '{\"auths\":{\"127.0.0.1:5001\":{\"auth\":\"Y3Jpc2Q6Y3Jpc2QtdGVzdA==\"}}}' "
+         "> /run/containers/0/auth.json");
+    const auto st = try_pull(c, ref);
+    sh("rm -f /run/containers/0/auth.json");
+    EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST(ImagePull, Mirrors) {
+    auto c = client();
+    // /etc/containers is read-only in the node: lay a writable copy over it.
+    must("rm -rf /tmp/containers-etc && cp -a /etc/containers /tmp/containers-etc && "
+         "mkdir -p /tmp/containers-etc/registries.conf.d && mount --bind /tmp/containers-etc /etc/containers");
+    must("printf '[[registry]]\\nprefix = \"mirror.invalid/library\"\\nlocation = \"mirror.invalid/library\"\\n"
+         "[[registry.mirror]]\\nlocation = \"127.0.0.1:5999\"\\ninsecure = true\\n"
+         "[[registry.mirror]]\\nlocation = \"127.0.0.1:5000\"\\ninsecure = true\\n'"
+         " > /etc/containers/registries.conf.d/50-mirror.conf");
+    const auto st = try_pull(c, "mirror.invalid/library/busybox:latest");
+    v1::ImageStatusResponse s;
+    if (st.ok()) s = status(c, "mirror.invalid/library/busybox:latest");
+    // A blocked registry is refused.
+    must("printf '[[registry]]\\nlocation = \"blocked.invalid\"\\nblocked = true\\n'"
+         " > /etc/containers/registries.conf.d/60-blocked.conf");
+    const auto blocked = try_pull(c, "blocked.invalid/busybox");
+    sh("umount /etc/containers; rm -rf /tmp/containers-etc");
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_TRUE(has(s.image().repo_tags(), "mirror.invalid/library/busybox:latest"));
+    EXPECT_EQ(blocked.error_code(), grpc::StatusCode::PERMISSION_DENIED) << blocked.error_message();
+    remove(c, "mirror.invalid/library/busybox:latest");
+}
+
+TEST(ImagePull, ConcurrentPullsDoTheWorkOnce) {
+    auto c = client();
+    remove(c, kReg + "/layers:latest");
+    const std::string since = must("date '+%Y-%m-%d %H:%M:%S'");
+    std::string ids[3];
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i)
+        threads.emplace_back([&, i] {
+            auto ci = client();
+            try {
+                ids[i] = pull(ci, kReg + "/layers:latest");
+            } catch (const std::exception& e) {
+                ids[i] = e.what();
+            }
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(ids[0], ids[1]);
+    EXPECT_EQ(ids[1], ids[2]);
+    EXPECT_TRUE(ids[0].starts_with("sha256:")) << ids[0];
+    const auto log = must("journalctl -u crisd.service --no-pager -o cat --since '" + since.substr(0, since.size() - 1) + "'");
+    std::size_t fetched = 0, p = 0;
+    while ((p = log.find("bytes fetched in", p)) != std::string::npos) ++fetched, ++p;
+    // busybox's layer may already be there; the other three layers are fetched once each.
+    EXPECT_LE(fetched, 4u) << log;
+    EXPECT_NE(log.find("joining the pull in progress"), std::string::npos) << log;
+}
+
+TEST(ImageRemove, ByIdTagAndDigestFreesUnusedLayers) {
+    auto c = client();
+    remove(c, kReg + "/config:numeric");  // has the same layers
+    const std::string id = pull(c, kReg + "/config:latest");
+    const auto layers = layer_digests(c, id);
+    ASSERT_EQ(layers.size(), 2u);
+    pull(c, kReg + "/busybox:latest");  // shares the lowest layer
+    remove(c, id);
+    EXPECT_FALSE(status(c, id).has_image());
+    EXPECT_EQ(sh("test -d " + kStore + "/layers/" + hex(layers[1])).exit_code, 1) << "unused layer kept";
+    EXPECT_EQ(sh("test -d " + kStore + "/layers/" + hex(layers[0])).exit_code, 0) << "shared layer removed";
+    // By tag and by digest; removing what is not there is fine (CRI: idempotent).
+    pull(c, kReg + "/config:latest");
+    remove(c, kReg + "/config:latest");
+    EXPECT_FALSE(status(c, kReg + "/config:latest").has_image());
+    const std::string digest = manifest_digest("config:latest");
+    pull(c, kReg + "/config@" + digest);
+    remove(c, kReg + "/config@" + digest);
+    EXPECT_FALSE(status(c, id).has_image());
+    remove(c, kReg + "/config:latest");
+    remove(c, "sha256:" + std::string(64, 'e'));
+    // A second tag of one image: removing one tag keeps the image.
+    pull(c, kReg + "/busybox:latest");
+    const std::string bid = pull(c, kAuthReg + "/private/busybox", [] {
+        static v1::AuthConfig a;
+        a.set_username("crisd");
+        a.set_password("crisd-test");
+        return &a;
+    }());
+    remove(c, kAuthReg + "/private/busybox:latest");
+    EXPECT_EQ(status(c, kReg + "/busybox:latest").image().id(), bid);
+}
+
+TEST(ImageBadInput, ClearStatuses) {
+    auto c = client();
+    auto st = try_pull(c, kReg + "/no-such-image");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+    st = try_pull(c, kReg + "/busybox:no-such-tag");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+    st = try_pull(c, "Not/A:Valid:Reference");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    st = try_pull(c, "");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    const auto t0 = std::chrono::steady_clock::now();
+    st = try_pull(c, "127.0.0.1:5999/busybox");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+    st = try_pull(c, "10.255.255.1:5000/busybox");
+    EXPECT_NE(st.error_code(), grpc::StatusCode::OK);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(40));
+    EXPECT_FALSE(status(c, kReg + "/no-such-image").has_image());
+    EXPECT_EQ(must("ls -A " + kStore + "/tmp"), "") << "a failed pull left something behind";
+}
+
+TEST(ImageFs, InfoCountsTheStore) {
+    auto c = client();
+    pull(c, kReg + "/busybox:latest");
+    const auto r = c.call(&v1::ImageService::Stub::ImageFsInfo, "ImageFsInfo", v1::ImageFsInfoRequest());
+    ASSERT_EQ(r.image_filesystems_size(), 1);
+    EXPECT_EQ(r.image_filesystems(0).fs_id().mountpoint(), kStore);
+    EXPECT_GT(r.image_filesystems(0).used_bytes().value(), 1000000u);
+    EXPECT_GT(r.image_filesystems(0).inodes_used().value(), 20u);
+    EXPECT_GT(r.image_filesystems(0).timestamp(), 0);
+}
+
+TEST(ImageCrash, KilledPullLeavesNothingHalfAndThenCompletes) {
+    auto c = client();
+    remove(c, kReg + "/big:latest");
+    std::atomic<bool> done{false};
+    std::thread t([&] {
+        auto ci = client();
+        try_pull(ci, kReg + "/big:latest");
+        done = true;
+    });
+    // Kill crisd once some of big's layers are being fetched.
+    bool staged = false;
+    for (int i = 0; i < 400 && !done && !staged; ++i) {
+        staged = sh("ls " + kStore + "/tmp | grep -q layer-").exit_code == 0;
+        if (!staged) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    must("systemctl kill -s KILL crisd.service");
+    t.join();
+    EXPECT_TRUE(staged) << "the pull finished before it could be killed";
+    ASSERT_TRUE(wait_unit_state("crisd.service", "inactive", 10) || true);
+    sh("systemctl reset-failed crisd.service");
+    // The next crisd cleans the staging area and shows no half image.
+    EXPECT_FALSE(status(c, kReg + "/big:latest").has_image());
+    EXPECT_EQ(must("ls -A " + kStore + "/tmp"), "");
+    const std::string id = pull(c, kReg + "/big:latest");
+    EXPECT_TRUE(id.starts_with("sha256:"));
+    TestOverlay o(c, kReg + "/big:latest", "big");
+    const auto r = sh("chroot " + o.merged() + " /bin/sh -c 'cd /big && sha256sum -c SHA256SUMS'");
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+}
