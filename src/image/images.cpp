@@ -8,14 +8,12 @@
 #include <algorithm>
 #include <condition_variable>
 #include <filesystem>
-#include <fstream>
 #include <future>
 #include <map>
 #include <mutex>
 #include <random>
 #include <semaphore>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <unordered_set>
 
@@ -24,6 +22,7 @@
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
+#include "common/files.hpp"
 #include "image/auth.hpp"
 #include "image/digest.hpp"
 #include "image/manifest.hpp"
@@ -52,49 +51,9 @@ std::string random_name(std::size_t n) {
     return s;
 }
 
-void fsync_path(const std::string& path, bool dir) {
-    UniqueFd fd(::open(path.c_str(), (dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC));
-    if (fd) ::fsync(fd.get());
-}
+void write_atomic(const std::string& path, const std::string& data) { write_file_atomic(path, data, 0600, true); }
 
-// Writes `data` to `path` atomically: a temp file beside it, fsync, rename.
-void write_atomic(const std::string& path, const std::string& data) {
-    const std::string tmp = path + ".tmp-" + random_name(8);
-    {
-        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-        if (!fd) throw_errno("creating " + tmp);
-        std::size_t off = 0;
-        while (off < data.size()) {
-            const ssize_t w = ::write(fd.get(), data.data() + off, data.size() - off);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                const int err = errno;
-                ::unlink(tmp.c_str());
-                throw_sys("writing " + tmp, err);
-            }
-            off += static_cast<std::size_t>(w);
-        }
-        if (::fsync(fd.get()) != 0) {
-            const int err = errno;
-            ::unlink(tmp.c_str());
-            throw_sys("fsync " + tmp, err);
-        }
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        throw_sys("renaming " + tmp, err);
-    }
-    fsync_path(fs::path(path).parent_path().string(), true);
-}
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw_errno("reading " + path);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+std::string read_text(const std::string& path) { return read_file(path); }
 
 void make_dir(const std::string& p, mode_t mode) {
     if (::mkdir(p.c_str(), mode) != 0 && errno != EEXIST) throw_errno("creating " + p);
@@ -699,12 +658,12 @@ std::string Store::pull_once(const std::string& text, const PullAuth& auth) {
                 if (layer_error) std::rethrow_exception(layer_error);
 
                 // Blobs, then the record: the image exists once its record does.
-                store_blob(m.config.digest, config);
-                store_blob(platform_manifest.digest, platform_manifest.body);
-                store_blob(top.digest, top.body);
                 const std::string tag = candidate.digest.empty() ? candidate.tagged() : "";
                 const std::string repo_digest = candidate.name() + "@" + top.digest;
                 std::lock_guard lock(mu_);
+                store_blob(m.config.digest, config);
+                store_blob(platform_manifest.digest, platform_manifest.body);
+                store_blob(top.digest, top.body);
                 Record r;
                 if (const auto it = images_.find(id); it != images_.end()) r = it->second;
                 r.id = id;

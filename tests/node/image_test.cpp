@@ -280,7 +280,7 @@ TEST(ImagePull, Mirrors) {
     must("rm -rf /tmp/containers-etc && cp -a /etc/containers /tmp/containers-etc && "
          "mkdir -p /tmp/containers-etc/registries.conf.d && mount --bind /tmp/containers-etc /etc/containers");
     must("printf '[[registry]]\\nprefix = \"mirror.invalid/library\"\\nlocation = \"mirror.invalid/library\"\\n"
-         "[[registry.mirror]]\\nlocation = \"127.0.0.1:5999\"\\ninsecure = true\\n"
+         "[[registry.mirror]]\\nlocation = \"127.0.0.1:5998\"\\ninsecure = true\\n"
          "[[registry.mirror]]\\nlocation = \"127.0.0.1:5000\"\\ninsecure = true\\n'"
          " > /etc/containers/registries.conf.d/50-mirror.conf");
     const auto st = try_pull(c, "mirror.invalid/library/busybox:latest");
@@ -368,7 +368,7 @@ TEST(ImageBadInput, ClearStatuses) {
     st = try_pull(c, "");
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
     const auto t0 = std::chrono::steady_clock::now();
-    st = try_pull(c, "127.0.0.1:5999/busybox");
+    st = try_pull(c, "127.0.0.1:5998/busybox");
     EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
     st = try_pull(c, "10.255.255.1:5000/busybox");
     EXPECT_NE(st.error_code(), grpc::StatusCode::OK);
@@ -416,4 +416,137 @@ TEST(ImageCrash, KilledPullLeavesNothingHalfAndThenCompletes) {
     TestOverlay o(c, kReg + "/big:latest", "big");
     const auto r = sh("chroot " + o.merged() + " /bin/sh -c 'cd /big && sha256sum -c SHA256SUMS'");
     EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+// A second crisd with a short no-progress timeout, against a fake registry on
+// 127.0.0.1:5999 that misbehaves on purpose (wrong digests, malformed
+// manifests, truncated blobs, silence).
+namespace {
+
+const char* kFakeRegistry = R"PY(
+import hashlib, http.server, io, json, socketserver, tarfile, time
+def digest(b): return "sha256:" + hashlib.sha256(b).hexdigest()
+config = b'{"os":"linux","architecture":"amd64","rootfs":{"type":"layers","diff_ids":[]}}'
+def make_layer(repo):
+    # One layer per repository, so none is already in the store.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        data = (repo.encode() + bytes(range(256))) * 4096
+        info = tarfile.TarInfo("fake.bin"); info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+def manifest(repo):
+    layer = make_layer(repo)
+    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest(layer), "size": len(layer)}]}).encode()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def send(self, code, body, ctype="application/json", length=None):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+    def do_GET(self):
+        p = self.path
+        if p == "/v2/": return self.send(200, b"{}")
+        repo = p.split("/")[2] if p.count("/") >= 3 else ""
+        if "/manifests/" in p:
+            if repo == "stall": time.sleep(120); return
+            if repo == "badmanifest": return self.send(200, b"{not json", "application/vnd.oci.image.manifest.v1+json")
+            return self.send(200, manifest(repo), "application/vnd.oci.image.manifest.v1+json")
+        if "/blobs/" in p:
+            d = p.rsplit("/", 1)[1]
+            if d == digest(config):
+                if repo == "badconfig": return self.send(200, config.replace(b"amd64", b"AMD64"))
+                return self.send(200, config)
+            layer = make_layer(repo)
+            if repo == "truncated":
+                self.send(200, layer[: len(layer) // 2], "application/octet-stream", len(layer))
+                self.connection.shutdown(2); return
+            if repo == "slowblob":
+                self.send(200, layer[:1000], "application/octet-stream", len(layer)); time.sleep(120); return
+            if repo == "badlayer": return self.send(200, layer[:-1] + b"x", "application/octet-stream")
+            return self.send(200, layer, "application/octet-stream")
+        self.send(404, b'{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}')
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S(("127.0.0.1", 5999), H).serve_forever()
+)PY";
+
+class ImageFaults : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        sh("systemctl stop crisd-fault-registry crisd-fault-test 2>/dev/null; systemctl reset-failed crisd-fault-registry "
+           "crisd-fault-test 2>/dev/null; rm -rf /tmp/faults");
+        must("mkdir -p /tmp/faults/etc");
+        std::ofstream("/tmp/faults/registry.py") << kFakeRegistry;
+        std::ofstream("/tmp/faults/etc/registries.conf")
+            << "[[registry]]\nlocation = \"127.0.0.1:5999\"\ninsecure = true\n"
+               "[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n";
+        std::ofstream("/tmp/faults/etc/crisd.conf")
+            << "[crisd.image]\npull_progress_timeout = 3\nregistry_connect_timeout = 5\n"
+               "registries_conf = \"/tmp/faults/etc/registries.conf\"\n";
+        must("systemd-run --unit=crisd-fault-registry python3 /tmp/faults/registry.py");
+        must("systemd-run --unit=crisd-fault-test /usr/bin/crisd --config /tmp/faults/etc/crisd.conf "
+             "--config-dir /tmp/faults/etc/none --listen /tmp/faults/crisd.sock --root /tmp/faults/root "
+             "--runroot /tmp/faults/run");
+        for (int i = 0; i < 100 && sh("test -S /tmp/faults/crisd.sock").exit_code != 0; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        for (int i = 0; i < 100 && sh("bash -c 'exec 3<>/dev/tcp/127.0.0.1/5999' 2>/dev/null").exit_code != 0; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    static void TearDownTestSuite() {
+        sh("systemctl stop crisd-fault-registry crisd-fault-test; rm -rf /tmp/faults");
+    }
+    CriClient fault_client() { return CriClient("/tmp/faults/crisd.sock", std::chrono::seconds(60)); }
+    void expect_clean() { EXPECT_EQ(must("ls -A /tmp/faults/root/images/tmp"), ""); }
+};
+
+}  // namespace
+
+TEST_F(ImageFaults, GoodImageFromTheFakeRegistryWorks) {
+    auto c = fault_client();
+    const auto st = try_pull(c, "127.0.0.1:5999/good");
+    EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST_F(ImageFaults, DigestMismatchesAreDataLoss) {
+    auto c = fault_client();
+    for (const char* repo : {"badconfig", "badlayer"}) {
+        const auto st = try_pull(c, std::string("127.0.0.1:5999/") + repo);
+        EXPECT_EQ(st.error_code(), grpc::StatusCode::DATA_LOSS) << repo << ": " << st.error_message();
+        EXPECT_NE(st.error_message().find("digest mismatch"), std::string::npos) << st.error_message();
+    }
+    // A manifest that is not the digest asked for.
+    const auto st = try_pull(c, "127.0.0.1:5999/good@sha256:" + std::string(64, '1'));
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::DATA_LOSS) << st.error_message();
+    expect_clean();
+}
+
+TEST_F(ImageFaults, MalformedManifestAndTruncatedBlob) {
+    auto c = fault_client();
+    auto st = try_pull(c, "127.0.0.1:5999/badmanifest");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    st = try_pull(c, "127.0.0.1:5999/truncated");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::DATA_LOSS) << st.error_message();
+    expect_clean();
+    EXPECT_FALSE(status(c, "127.0.0.1:5999/truncated").has_image());
+}
+
+TEST_F(ImageFaults, NoProgressTimesOut) {
+    auto c = fault_client();
+    for (const char* repo : {"stall", "slowblob"}) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto st = try_pull(c, std::string("127.0.0.1:5999/") + repo);
+        const auto took = std::chrono::steady_clock::now() - t0;
+        EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << repo << ": " << st.error_message();
+        EXPECT_NE(st.error_message().find("no progress for 3 s"), std::string::npos) << st.error_message();
+        EXPECT_LT(took, std::chrono::seconds(15)) << repo;
+    }
+    expect_clean();
 }
