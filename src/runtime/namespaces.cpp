@@ -22,9 +22,27 @@
 namespace crisd::runtime {
 namespace {
 
-void write_sysctl(const std::string& name, const std::string& value) {
+// /proc/sys is read-only in some containers (systemd-nspawn, a node in a
+// container) even for root. The sysctls crisd writes belong to the pod's new
+// namespaces, not the node's, so the calling thread takes a mount namespace
+// of its own (it ends with the thread) and remounts /proc/sys read-write there.
+void make_proc_sys_writable() {
+    if (::unshare(CLONE_NEWNS) != 0) throw_errno("unshare of a mount namespace for /proc/sys");
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+        throw_errno("making the sysctl thread's mounts private");
+    if (::mount(nullptr, "/proc/sys", nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                nullptr) != 0)
+        throw_errno("remounting /proc/sys read-write for the pod's sysctls");
+}
+
+void write_sysctl(const std::string& name, const std::string& value, bool& remounted) {
     const std::string path = sysctl_path(name);
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd && errno == EROFS && !remounted) {
+        remounted = true;
+        make_proc_sys_writable();
+        fd.reset(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    }
     if (!fd) {
         const int err = errno;
         if (err == ENOENT)
@@ -88,7 +106,8 @@ PodNamespaces create_namespaces(const NamespaceSpec& spec) {
             if (spec.uts && !spec.hostname.empty() &&
                 ::sethostname(spec.hostname.data(), spec.hostname.size()) != 0)
                 throw_errno("setting the hostname \"" + spec.hostname + "\"");
-            for (const auto& [name, value] : spec.sysctls) write_sysctl(name, value);
+            // Pinned first: the bind mounts must land in crisd's mount
+            // namespace, which a sysctl below may leave (for this thread).
             if (spec.net) {
                 out.net = spec.dir + "/net";
                 pin("net", out.net);
@@ -101,6 +120,8 @@ PodNamespaces create_namespaces(const NamespaceSpec& spec) {
                 out.uts = spec.dir + "/uts";
                 pin("uts", out.uts);
             }
+            bool remounted = false;
+            for (const auto& [name, value] : spec.sysctls) write_sysctl(name, value, remounted);
         } catch (...) {
             error = std::current_exception();
         }

@@ -1,19 +1,15 @@
 #include "runtime/pods.hpp"
 
-#include <fcntl.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
-#include "common/fd.hpp"
+#include "common/files.hpp"
 #include "log/log.hpp"
 #include "network/network.hpp"
 #include "runtime/handlers.hpp"
@@ -50,33 +46,6 @@ std::string new_id() {
         id += hex[b & 15];
     }
     return id;
-}
-
-void write_file(const std::string& path, const std::string& data, mode_t mode, bool sync) {
-    const std::string tmp = path + ".tmp";
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-    if (!fd) throw_errno("creating " + tmp);
-    size_t off = 0;
-    while (off < data.size()) {
-        const ssize_t w = ::write(fd.get(), data.data() + off, data.size() - off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("writing " + tmp);
-        }
-        off += static_cast<size_t>(w);
-    }
-    if (::fchmod(fd.get(), mode) != 0) throw_errno("setting the mode of " + tmp);
-    if (sync && ::fsync(fd.get()) != 0) throw_errno("syncing " + tmp);
-    fd.reset();
-    if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno("renaming " + tmp);
-}
-
-std::optional<std::string> read_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) return std::nullopt;
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
 }
 
 std::string node_hostname() {
@@ -147,7 +116,7 @@ std::string PodManager::record_path(const std::string& id) const {
 
 void PodManager::save(const PodRecord& r) const {
     with_context("saving the record of pod " + r.id,
-                 [&] { write_file(record_path(r.id), to_json(r).dump(), 0600, true); });
+                 [&] { write_file_atomic(record_path(r.id), to_json(r).dump(), 0600, true); });
 }
 
 void PodManager::load() {
@@ -160,7 +129,7 @@ void PodManager::load() {
         }
         PodRecord rec;
         try {
-            const auto text = read_file(path.string());
+            const auto text = read_file_if_exists(path.string());
             if (!text) continue;
             rec = record_from_json(json::parse(*text));
         } catch (const std::exception& e) {
@@ -273,12 +242,14 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
 
             // resolv.conf and hostname do not depend on the network.
             if (config.dns.empty()) {
-                write_file(rec.resolv_conf(), read_file(opts_.host_etc + "/resolv.conf").value_or(""), 0644, false);
+                write_file_atomic(rec.resolv_conf(),
+                                  read_file_if_exists(opts_.host_etc + "/resolv.conf").value_or(""), 0644,
+                                  false);
             } else {
-                write_file(rec.resolv_conf(), render_resolv_conf(config.dns), 0644, false);
+                write_file_atomic(rec.resolv_conf(), render_resolv_conf(config.dns), 0644, false);
             }
             const std::string hostname = config.host_network() ? node_hostname() : ns.hostname;
-            write_file(rec.hostname_file(), hostname + "\n", 0644, false);
+            write_file_atomic(rec.hostname_file(), hostname + "\n", 0644, false);
 
             if (!config.host_network()) {
                 rec.network_attached = true;  // from here on, a failure runs DEL
@@ -286,11 +257,12 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
                 rec.ips = network_.attach(rec.pod_network());
             }
             if (config.host_network()) {
-                write_file(rec.hosts(),
-                           read_file(opts_.host_etc + "/hosts").value_or(render_hosts(hostname, {})), 0644,
-                           false);
+                write_file_atomic(
+                    rec.hosts(),
+                    read_file_if_exists(opts_.host_etc + "/hosts").value_or(render_hosts(hostname, {})),
+                    0644, false);
             } else {
-                write_file(rec.hosts(), render_hosts(hostname, rec.ips), 0644, false);
+                write_file_atomic(rec.hosts(), render_hosts(hostname, rec.ips), 0644, false);
             }
             rec.state = PodState::Ready;
             rec.creating = false;
