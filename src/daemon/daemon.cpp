@@ -52,19 +52,20 @@ sigset_t stop_signals() {
 }
 
 // What io.crisd.Daemon1 publishes, read from the services that own it.
-// Containers, images and streaming are not wired here yet: their counts and
-// rows are empty until those services land.
+// Containers and streaming are not wired here yet: their counts and rows are
+// empty until those services land.
 class DaemonStatus final : public status::Provider {
 public:
     DaemonStatus(const runtime::Handlers& handlers, const network::Network& network,
-                 const runtime::PodManager& pods)
-        : handlers_(handlers), network_(network), pods_(pods) {}
+                 const runtime::PodManager& pods, const image::Images& images)
+        : handlers_(handlers), network_(network), pods_(pods), images_(images) {}
 
     // The same function as the CRI Status (verbose).
     status::RuntimeStatus status() const override { return runtime::runtime_status(handlers_, network_); }
     status::Counts counts() const override {
         status::Counts c;
         c.pods = static_cast<std::uint32_t>(pods_.count());
+        c.images = static_cast<std::uint32_t>(images_.count());
         return c;
     }
     std::vector<status::ContainerRow> containers() const override { return {}; }
@@ -74,6 +75,7 @@ private:
     const runtime::Handlers& handlers_;
     const network::Network& network_;
     const runtime::PodManager& pods_;
+    const image::Images& images_;
 };
 
 }  // namespace
@@ -133,7 +135,7 @@ int DaemonManager::run() {
     // The status object comes after the CRI: the bus is optional. Without a
     // system bus (or the bus policy) it warns and keeps retrying in the
     // background; the CRI is served either way.
-    DaemonStatus status_provider(handlers, network, pods);
+    DaemonStatus status_provider(handlers, network, pods, images);
     auto status_service = std::make_unique<status::Service>(
         status_provider, status::Options{CRISD_VERSION, started_at, std::chrono::seconds(5), ""});
     pods.set_on_change([svc = status_service.get()] { svc->refresh(); });

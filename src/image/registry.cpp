@@ -234,7 +234,8 @@ RegistryClient::~RegistryClient() = default;
 
 RegistryClient::Response RegistryClient::perform(const std::string& url, const std::string& accept,
                                                  std::size_t (*sink)(char*, std::size_t, std::size_t, void*),
-                                                 void* sink_data, std::size_t max_body, bool use_auth) {
+                                                 void* sink_data, std::size_t max_body,
+                                                 const std::string* auth_header, const std::string* post_form) {
     std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
     if (!curl) throw Error(Code::Internal, "curl_easy_init failed");
     CURL* c = curl.get();
@@ -247,7 +248,9 @@ RegistryClient::Response RegistryClient::perform(const std::string& url, const s
     };
     if (!accept.empty()) add_header("Accept: " + accept);
     std::string auth;
-    if (use_auth) {
+    if (auth_header) {
+        auth = *auth_header;
+    } else {
         std::lock_guard lock(mu_);
         auth = authorization_;
     }
@@ -272,6 +275,7 @@ RegistryClient::Response RegistryClient::perform(const std::string& url, const s
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xfer_info);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &xs);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "identity");
+    if (post_form) curl_easy_setopt(c, CURLOPT_POSTFIELDS, post_form->c_str());
     if (insecure_) {
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -374,18 +378,25 @@ void RegistryClient::authenticate(const std::string& header) {
     }
     if (ch.scheme != "bearer" || ch.realm.empty())
         throw Error(Code::Unauthenticated, who + " answered 401 with an unsupported challenge \"" + header + "\"");
-    std::string url = ch.realm + (ch.realm.find('?') == std::string::npos ? "?" : "&");
-    if (!ch.service.empty()) url += "service=" + url_escape(ch.service) + "&";
-    url += "scope=" + url_escape(ch.scope.empty() ? "repository:" + repository_ + ":pull" : ch.scope);
-    if (!creds_.identity_token.empty()) url += "&grant_type=refresh_token";  // best effort
-    std::string basic;
-    if (!creds_.username.empty()) basic = "Basic " + base64_encode(creds_.username + ":" + creds_.password);
-    {
-        std::lock_guard lock(mu_);
-        authorization_ = basic;
+    const std::string scope = ch.scope.empty() ? "repository:" + repository_ + ":pull" : ch.scope;
+    std::string url = ch.realm;
+    std::string form;
+    if (!creds_.identity_token.empty()) {
+        // OAuth2 refresh-token grant (docker's identity token), as a POST form.
+        form = "grant_type=refresh_token&client_id=crisd&refresh_token=" + url_escape(creds_.identity_token) +
+               "&service=" + url_escape(ch.service) + "&scope=" + url_escape(scope);
+    } else {
+        url += ch.realm.find('?') == std::string::npos ? "?" : "&";
+        if (!ch.service.empty()) url += "service=" + url_escape(ch.service) + "&";
+        url += "scope=" + url_escape(scope);
     }
+    // The token request carries the credentials (if any), never a token.
+    std::string basic;
+    if (!creds_.username.empty() && creds_.identity_token.empty())
+        basic = "Basic " + base64_encode(creds_.username + ":" + creds_.password);
     MemorySink body{{}, 1 << 20, false};
-    const Response r = perform(url, "application/json", memory_write, &body, body.max, !basic.empty());
+    const Response r = perform(url, "application/json", memory_write, &body, body.max, &basic,
+                               form.empty() ? nullptr : &form);
     if (r.status == 401 || r.status == 403)
         throw Error(Code::Unauthenticated, who + ": the token service " + ch.realm + " refused " +
                                                (basic.empty() ? "an anonymous request" : "the credentials") +

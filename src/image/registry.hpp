@@ -76,7 +76,8 @@ private:
     std::string base_url();
     Response perform(const std::string& url, const std::string& accept,
                      std::size_t (*sink)(char*, std::size_t, std::size_t, void*), void* sink_data,
-                     std::size_t max_body, bool use_auth = true);
+                     std::size_t max_body, const std::string* auth_header = nullptr,
+                     const std::string* post_form = nullptr);
     Response get(const std::string& path, const std::string& accept,
                  std::size_t (*sink)(char*, std::size_t, std::size_t, void*), void* sink_data,
                  std::size_t max_body);

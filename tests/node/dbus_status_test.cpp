@@ -76,9 +76,13 @@ TEST(DbusStatus, EveryPropertyReads) {
             EXPECT_EQ(property(c.type()).get<bool>(), c.status()) << c.type();
         }
     }
-    // No pod, container or image services yet: honest zeros.
-    for (const char* p : {"Pods", "Containers", "RunningContainers", "Images"})
+    // No pod or container services yet: honest zeros.
+    for (const char* p : {"Pods", "Containers", "RunningContainers"})
         EXPECT_EQ(property(p).get<std::uint32_t>(), 0u) << p;
+    // Images: as many as ListImages lists.
+    const auto images = client.call(&::runtime::v1::ImageService::Stub::ListImages, "ListImages",
+                                    ::runtime::v1::ListImagesRequest());
+    EXPECT_EQ(property("Images").get<std::uint32_t>(), static_cast<std::uint32_t>(images.images_size()));
     EXPECT_EQ(property("StreamAddress").get<std::string>(), "");
 
     // StartedAt: when crisd.service's process started (same clock, usec).

@@ -300,7 +300,10 @@ TEST(ImagePull, Mirrors) {
 TEST(ImagePull, ConcurrentPullsDoTheWorkOnce) {
     auto c = client();
     remove(c, kReg + "/layers:latest");
-    const std::string since = must("date '+%Y-%m-%d %H:%M:%S'");
+    // The journal from here on (a cursor: timestamps have only seconds).
+    std::string cursor = must("journalctl -u crisd.service -n 0 --show-cursor --no-pager");
+    cursor = cursor.substr(cursor.find("cursor: ") + 8);
+    while (!cursor.empty() && cursor.back() == '\n') cursor.pop_back();
     std::string ids[3];
     std::vector<std::thread> threads;
     for (int i = 0; i < 3; ++i)
@@ -316,7 +319,7 @@ TEST(ImagePull, ConcurrentPullsDoTheWorkOnce) {
     EXPECT_EQ(ids[0], ids[1]);
     EXPECT_EQ(ids[1], ids[2]);
     EXPECT_TRUE(ids[0].starts_with("sha256:")) << ids[0];
-    const auto log = must("journalctl -u crisd.service --no-pager -o cat --since '" + since.substr(0, since.size() - 1) + "'");
+    const auto log = must("journalctl -u crisd.service --no-pager -o cat --after-cursor=" + quote(cursor));
     std::size_t fetched = 0, p = 0;
     while ((p = log.find("bytes fetched in", p)) != std::string::npos) ++fetched, ++p;
     // busybox's layer may already be there; the other three layers are fetched once each.
@@ -453,7 +456,22 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         p = self.path
         if p == "/v2/": return self.send(200, b"{}")
+        auth = self.headers.get("Authorization", "")
+        if p.startswith("/token?"):
+            # The token service: "bearer" wants crisd:crisd-test, "anon-bearer" anyone.
+            if "repository%3Abearer%3Apull" in p:
+                if auth != "Basic Y3Jpc2Q6Y3Jpc2QtdGVzdA==": return self.send(401, b'{"details":"bad credentials"}')
+                return self.send(200, b'{"token":"good-token"}')
+            if "repository%3Aanon-bearer%3Apull" in p: return self.send(200, b'{"access_token":"anon-token"}')
+            return self.send(400, b"{}")
         repo = p.split("/")[2] if p.count("/") >= 3 else ""
+        want = {"bearer": "Bearer good-token", "anon-bearer": "Bearer anon-token"}.get(repo)
+        if want and auth != want:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Bearer realm="http://127.0.0.1:5999/token",service="fake",scope="repository:%s:pull"' % repo)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if "/manifests/" in p:
             if repo == "stall": time.sleep(120); return
             if repo == "badmanifest": return self.send(200, b"{not json", "application/vnd.oci.image.manifest.v1+json")
@@ -549,4 +567,22 @@ TEST_F(ImageFaults, NoProgressTimesOut) {
         EXPECT_LT(took, std::chrono::seconds(15)) << repo;
     }
     expect_clean();
+}
+
+TEST_F(ImageFaults, BearerTokenFlow) {
+    auto c = fault_client();
+    auto st = try_pull(c, "127.0.0.1:5999/anon-bearer");
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    st = try_pull(c, "127.0.0.1:5999/bearer");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+    v1::AuthConfig bad;
+    bad.set_username("crisd");
+    bad.set_password("nope");
+    st = try_pull(c, "127.0.0.1:5999/bearer", &bad);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+    v1::AuthConfig good;
+    good.set_username("crisd");
+    good.set_password("crisd-test");
+    st = try_pull(c, "127.0.0.1:5999/bearer", &good);
+    EXPECT_TRUE(st.ok()) << st.error_message();
 }
