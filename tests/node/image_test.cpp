@@ -10,6 +10,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include "cri_client.hpp"
 #include "node_test.hpp"
 
@@ -585,4 +587,21 @@ TEST_F(ImageFaults, BearerTokenFlow) {
     good.set_password("crisd-test");
     st = try_pull(c, "127.0.0.1:5999/bearer", &good);
     EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+// image::Rootfs (overlay mounts, many layers, in-use marks, restart) and the
+// layer unpacker on the node's own file systems (tmpfs), as root: the unit
+// test binaries built next to this suite, run here. (The CRI path to Rootfs is
+// CreateContainer, which the runtime adds.)
+TEST(ImageRootfs, OverlayAndUnpackOnTheNode) {
+    std::string exe(4096, '\0');
+    exe.resize(static_cast<std::size_t>(std::max<ssize_t>(0, ::readlink("/proc/self/exe", exe.data(), exe.size()))));
+    const std::string unit = exe.substr(0, exe.rfind('/')) + "/../unit/";
+    for (const char* t : {"rootfs_test", "unpack_test"}) {
+        const auto r = sh(unit + t);
+        EXPECT_EQ(r.exit_code, 0) << t << ":\n" << r.out;
+        EXPECT_NE(r.out.find("[  PASSED  ]"), std::string::npos) << r.out;
+        EXPECT_EQ(r.out.find("SKIPPED"), std::string::npos) << r.out;
+    }
+    EXPECT_EQ(sh("grep -c crisd-rootfs-test /proc/self/mountinfo").out, "0\n") << "a test mount leaked";
 }
