@@ -148,6 +148,15 @@ public:
         recover();
     }
 
+    // Cancels the pulls in flight and waits for them: nothing may use the
+    // store once it is gone.
+    ~Store() {
+        std::unique_lock lock(mu_);
+        stopping_ = true;
+        for (auto* p : active_) p->cancel();
+        idle_.wait(lock, [&] { return active_.empty(); });
+    }
+
     const Options& options() const { return opt_; }
 
     std::string pull(const std::string& text, const PullAuth& auth);
@@ -305,6 +314,9 @@ private:
     std::multiset<std::string> pinned_layers_;                // layers of pulls in flight
     std::map<std::string, std::shared_future<std::string>> pulls_;  // in flight, by reference+auth
     std::map<std::string, std::shared_future<void>> layer_fetches_;  // in flight, by digest
+    std::set<PullProgress*> active_;                                 // pulls running now
+    bool stopping_ = false;
+    std::condition_variable idle_;
 };
 
 void Store::recover() {
@@ -560,6 +572,20 @@ std::string Store::pull_once(const std::string& text, const PullAuth& auth) {
     cri_creds.registry_token = auth.registry_token;
 
     PullProgress progress(opt_.pull_progress_timeout);
+    {
+        std::lock_guard lock(mu_);
+        if (stopping_) throw Error(Code::Unavailable, "crisd is shutting down");
+        active_.insert(&progress);
+    }
+    struct Inactive {
+        Store& s;
+        PullProgress* p;
+        ~Inactive() {
+            std::lock_guard lock(s.mu_);
+            s.active_.erase(p);
+            s.idle_.notify_all();
+        }
+    } inactive{*this, &progress};
     // Progress in the log every few seconds while the pull runs.
     std::mutex log_mu;
     std::condition_variable log_cv;

@@ -234,8 +234,8 @@ RegistryClient::~RegistryClient() = default;
 
 RegistryClient::Response RegistryClient::perform(const std::string& url, const std::string& accept,
                                                  std::size_t (*sink)(char*, std::size_t, std::size_t, void*),
-                                                 void* sink_data, std::size_t max_body,
-                                                 const std::string* auth_header, const std::string* post_form) {
+                                                 void* sink_data, const std::string* auth_header,
+                                                 const std::string* post_form) {
     std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
     if (!curl) throw Error(Code::Internal, "curl_easy_init failed");
     CURL* c = curl.get();
@@ -289,7 +289,6 @@ RegistryClient::Response RegistryClient::perform(const std::string& url, const s
         CURL* c;
         long code = 0;
     } d{sink, sink_data, &error_body, c};
-    (void)max_body;
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION,
                      +[](char* p, std::size_t s, std::size_t n, void* ud) -> std::size_t {
                          auto* dd = static_cast<Dispatch*>(ud);
@@ -352,12 +351,12 @@ std::string RegistryClient::base_url() {
 
 RegistryClient::Response RegistryClient::get(const std::string& path, const std::string& accept,
                                              std::size_t (*sink)(char*, std::size_t, std::size_t, void*),
-                                             void* sink_data, std::size_t max_body) {
+                                             void* sink_data) {
     const std::string url = base_url() + "/v2/" + repository_ + path;
-    Response r = perform(url, accept, sink, sink_data, max_body);
+    Response r = perform(url, accept, sink, sink_data);
     if (r.status == 401) {
         authenticate(r.www_authenticate);
-        r = perform(url, accept, sink, sink_data, max_body);
+        r = perform(url, accept, sink, sink_data);
         if (r.status == 401)
             throw Error(Code::Unauthenticated, "registry " + host_ + " refused the credentials for " +
                                                    repository_ + " (401 Unauthorized)");
@@ -395,7 +394,7 @@ void RegistryClient::authenticate(const std::string& header) {
     if (!creds_.username.empty() && creds_.identity_token.empty())
         basic = "Basic " + base64_encode(creds_.username + ":" + creds_.password);
     MemorySink body{{}, 1 << 20, false};
-    const Response r = perform(url, "application/json", memory_write, &body, body.max, &basic,
+    const Response r = perform(url, "application/json", memory_write, &body, &basic,
                                form.empty() ? nullptr : &form);
     if (r.status == 401 || r.status == 403)
         throw Error(Code::Unauthenticated, who + ": the token service " + ch.realm + " refused " +
@@ -431,7 +430,7 @@ void RegistryClient::fail(const Response& r, const std::string& what) {
 FetchedManifest RegistryClient::get_manifest(const std::string& ref) {
     const std::string what = "manifest " + host_ + "/" + repository_ + (ref.starts_with("sha256:") ? "@" : ":") + ref;
     MemorySink body{{}, 4 << 20, false};
-    const Response r = get("/manifests/" + ref, manifest_accept(), memory_write, &body, body.max);
+    const Response r = get("/manifests/" + ref, manifest_accept(), memory_write, &body);
     if (r.status == -1 || body.overflow) throw Error(Code::InvalidArgument, what + ": larger than 4 MiB");
     if (r.status != 200) fail(r, what);
     FetchedManifest m{body.data, r.content_type, sha256_digest(body.data)};
@@ -443,7 +442,7 @@ FetchedManifest RegistryClient::get_manifest(const std::string& ref) {
 std::string RegistryClient::get_blob(const std::string& digest, std::int64_t max_size) {
     const std::string what = "blob " + host_ + "/" + repository_ + "@" + digest;
     MemorySink body{{}, static_cast<std::size_t>(max_size), false};
-    const Response r = get("/blobs/" + digest, "", memory_write, &body, body.max);
+    const Response r = get("/blobs/" + digest, "", memory_write, &body);
     if (r.status == -1 || body.overflow)
         throw Error(Code::DataLoss, what + ": larger than its " + std::to_string(max_size) + " bytes");
     if (r.status != 200) fail(r, what);
@@ -456,7 +455,7 @@ void RegistryClient::get_blob_to_fd(const std::string& digest, std::int64_t size
     FdSink sink;
     sink.fd = fd;
     sink.limit = size;
-    const Response r = get("/blobs/" + digest, "", fd_write, &sink, 0);
+    const Response r = get("/blobs/" + digest, "", fd_write, &sink);
     if (sink.error) throw sys_error(what + ": writing", sink.error);
     if (r.status == -1 || sink.overflow)
         throw Error(Code::DataLoss, what + ": more data than the manifest's " + std::to_string(size) + " bytes");

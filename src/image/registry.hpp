@@ -66,7 +66,6 @@ public:
     const std::string& host() const { return host_; }
 
 private:
-    struct Request;
     struct Response {
         long status = 0;
         std::string content_type;
@@ -76,11 +75,10 @@ private:
     std::string base_url();
     Response perform(const std::string& url, const std::string& accept,
                      std::size_t (*sink)(char*, std::size_t, std::size_t, void*), void* sink_data,
-                     std::size_t max_body, const std::string* auth_header = nullptr,
+                     const std::string* auth_header = nullptr,
                      const std::string* post_form = nullptr);
     Response get(const std::string& path, const std::string& accept,
-                 std::size_t (*sink)(char*, std::size_t, std::size_t, void*), void* sink_data,
-                 std::size_t max_body);
+                 std::size_t (*sink)(char*, std::size_t, std::size_t, void*), void* sink_data);
     void authenticate(const std::string& challenge);
     [[noreturn]] void fail(const Response& r, const std::string& what);
 

@@ -102,7 +102,6 @@ void write_data(archive* a, int fd, const std::string& entry, std::int64_t& byte
     const void* buf;
     size_t size;
     la_int64_t offset;
-    la_int64_t end = 0;
     while (true) {
         const int r = archive_read_data_block(a, &buf, &size, &offset);
         if (r == ARCHIVE_EOF) break;
@@ -118,13 +117,9 @@ void write_data(archive* a, int fd, const std::string& entry, std::int64_t& byte
             }
             done += static_cast<size_t>(w);
         }
-        end = offset + static_cast<la_int64_t>(size);
         bytes += static_cast<std::int64_t>(size);
     }
-    if (end > 0 || true) {
-        // Sparse files end in a hole: the size comes from the header.
-        (void)end;
-    }
+    // A sparse file may end in a hole: the caller sets the size from the header.
 }
 
 }  // namespace
