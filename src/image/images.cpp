@@ -459,6 +459,12 @@ void Store::fetch_layer(const Descriptor& d, RegistryClient& client) {
     } cleanup{stage};
     // The blob goes to an unnamed file: a crash leaves nothing of it.
     UniqueFd blob(::open((opt_.root + "/tmp").c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+    if (!blob && (errno == EOPNOTSUPP || errno == EISDIR)) {
+        // No O_TMPFILE on this file system: a named file, unlinked at once.
+        const std::string name = stage + ".blob";
+        blob.reset(::open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        if (blob) ::unlink(name.c_str());
+    }
     if (!blob) throw_errno("creating a temporary file in " + opt_.root + "/tmp");
     const auto t0 = std::chrono::steady_clock::now();
     client.get_blob_to_fd(d.digest, d.size, blob.get());
