@@ -148,6 +148,21 @@ void PodManager::load() {
             }
             continue;
         }
+        if (rec.state == PodState::Ready) {
+            // After a reboot the namespaces (in the runroot, a tmpfs) are gone:
+            // nothing can join the pod any more.
+            for (const auto* p : {&rec.netns, &rec.ipcns, &rec.utsns}) {
+                if (p->empty() || ::access(p->c_str(), F_OK) == 0) continue;
+                spdlog::warn("pod {}: {} is gone; the pod is not ready", rec.id, *p);
+                rec.state = PodState::NotReady;
+                try {
+                    save(rec);
+                } catch (const Error& e) {
+                    spdlog::warn("{}", e.what());
+                }
+                break;
+            }
+        }
         auto pod = std::make_shared<Pod>();
         pod->rec = rec;
         names_.restore(reservation_key(rec.config.metadata), rec.id);

@@ -321,6 +321,24 @@ TEST_F(PodManagerTest, RecordsSurviveARestart) {
     EXPECT_EQ(again->count(), 1u);
 }
 
+TEST_F(PodManagerTest, APodWhoseNamespacesAreGoneIsNotReadyAfterARestart) {
+    std::string id;
+    {
+        auto pods = manager();
+        id = pods->run(host_pod("a"));
+    }
+    // As after a reboot: the record names a network namespace that is gone.
+    const std::string path = dir_ + "/root/pods/" + id + ".json";
+    auto rec = record_from_json(nlohmann::json::parse(std::ifstream(path)));
+    rec.netns = dir_ + "/run/ns/" + id + "/net";
+    std::ofstream(path) << to_json(rec).dump();
+    auto again = manager();
+    again->load();
+    EXPECT_EQ(again->status(id).state, PodState::NotReady);
+    again->remove(id);
+    EXPECT_EQ(again->count(), 0u);
+}
+
 TEST_F(PodManagerTest, BadInputIsRefusedBeforeAnythingIsMade) {
     auto pods = manager();
     auto c = host_pod("a");
