@@ -490,6 +490,16 @@ class H(http.server.BaseHTTPRequestHandler):
             if repo == "slowblob":
                 self.send(200, layer[:1000], "application/octet-stream", len(layer)); time.sleep(120); return
             if repo == "badlayer": return self.send(200, layer[:-1] + b"x", "application/octet-stream")
+            if repo == "trickle":
+                # Slow but never stalled: a piece every 0.5 s for about 7 s.
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(layer)))
+                self.end_headers()
+                step = len(layer) // 14 + 1
+                for i in range(0, len(layer), step):
+                    self.wfile.write(layer[i:i + step]); self.wfile.flush(); time.sleep(0.5)
+                return
             return self.send(200, layer, "application/octet-stream")
         self.send(404, b'{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}')
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -604,4 +614,13 @@ TEST(ImageRootfs, OverlayAndUnpackOnTheNode) {
         EXPECT_EQ(r.out.find("SKIPPED"), std::string::npos) << r.out;
     }
     EXPECT_EQ(sh("grep -c crisd-rootfs-test /proc/self/mountinfo").out, "0\n") << "a test mount leaked";
+}
+
+TEST_F(ImageFaults, SlowPullLogsProgressAndIsNotCancelled) {
+    auto c = fault_client();
+    const auto st = try_pull(c, "127.0.0.1:5999/trickle");
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    const auto log = must("journalctl -u crisd-fault-test --no-pager -o cat");
+    EXPECT_NE(log.find("pull 127.0.0.1:5999/trickle: "), std::string::npos) << log;
+    EXPECT_NE(log.find(" MiB"), std::string::npos) << log;
 }
