@@ -213,7 +213,11 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
 
     const std::string key = reservation_key(md);
     const auto claim = names_.reserve(key, new_id());
-    if (!claim.owner) return claim.id;  // a retry: the first request's pod
+    if (!claim.owner) {  // a retry: the first request's pod
+        spdlog::info("RunPodSandbox of {}/{} gets pod {}, made for an earlier request of the same name",
+                     md.ns, md.name, claim.id);
+        return claim.id;
+    }
 
     PodRecord rec;
     rec.id = claim.id;
