@@ -206,6 +206,8 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
                     "cgroup_parent \"" + config.cgroup_parent +
                         "\" is not a systemd slice name: crisd uses the systemd cgroup driver "
                         "(e.g. kubepods-burstable-pod<uid>.slice)");
+    if (config.hostname.size() > 64)
+        throw Error(Code::InvalidArgument, "hostname \"" + config.hostname + "\" is longer than 64 characters");
     check_sysctls(config);
     const std::string handler =
         config.runtime_handler.empty() ? handlers_.default_name() : config.runtime_handler;
@@ -317,8 +319,8 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
 void PodManager::stop_locked(Pod& pod) {
     PodRecord rec = pod.snapshot();
     const log::Fields fields{{"POD_ID", rec.id}};
+    if (hooks_.stop) with_context("stopping the containers of pod " + rec.id, [&] { hooks_.stop(rec); });
     if (rec.state == PodState::NotReady && !rec.network_attached) return;
-    // The containers of the pod are stopped here once they exist.
     if (rec.network_attached) {
         with_context("stopping pod sandbox " + rec.id,
                      [&] { network_.detach(rec.pod_network()); });
@@ -361,6 +363,8 @@ void PodManager::remove(const std::string& id) {
     stop_locked(*pod);
     PodRecord rec = pod->snapshot();
     const log::Fields fields{{"POD_ID", rec.id}};
+    if (hooks_.remove)
+        with_context("removing the containers of pod " + rec.id, [&] { hooks_.remove(rec); });
     with_context("removing pod sandbox " + rec.id, [&] { teardown(rec); });
     {
         std::lock_guard lock(pod->mu);
@@ -412,6 +416,21 @@ void PodManager::teardown(PodRecord& rec) {
     if (::unlink(record_path(rec.id).c_str()) != 0 && errno != ENOENT)
         throw_errno("removing " + record_path(rec.id));
 }
+
+void PodManager::with_ready_pod(const std::string& id, const std::function<void(const PodRecord&)>& fn) {
+    auto pod = find(id);
+    std::lock_guard op(pod->op);
+    const PodRecord rec = pod->snapshot();
+    {
+        std::lock_guard lock(pod->mu);
+        if (pod->removed) throw Error(Code::NotFound, "pod sandbox \"" + id + "\" not found");
+    }
+    if (rec.state != PodState::Ready)
+        throw Error(Code::FailedPrecondition, "pod sandbox " + rec.id + " is not ready");
+    fn(rec);
+}
+
+void PodManager::set_hooks(Hooks hooks) { hooks_ = std::move(hooks); }
 
 PodRecord PodManager::status(const std::string& id) const { return find(id)->snapshot(); }
 

@@ -83,6 +83,21 @@ public:
     std::vector<PodRecord> list(const PodFilter& filter) const;
     std::size_t count() const;
 
+    // For the containers of a pod (the container service plugs in here).
+    // Runs `fn` with the pod's record while holding the pod's operation lock,
+    // so that the pod is not stopped or removed meanwhile. NotFound for an
+    // unknown or removed pod, FailedPrecondition for a pod that is not ready.
+    void with_ready_pod(const std::string& id, const std::function<void(const PodRecord&)>& fn);
+    // Called with the pod's operation lock held: `stop` before the pod's
+    // network goes (stop its containers), `remove` before its namespaces and
+    // files go (remove its containers). An error fails StopPodSandbox /
+    // RemovePodSandbox, which the kubelet retries.
+    struct Hooks {
+        std::function<void(const PodRecord&)> stop;
+        std::function<void(const PodRecord&)> remove;
+    };
+    void set_hooks(Hooks hooks);  // before serving
+
     // Called after every change of the set of pods or their states.
     void set_on_change(std::function<void()> fn);
     // A stream of pod events (until the returned object is dropped).
@@ -102,6 +117,7 @@ private:
     network::Network& network_;
     systemd::Manager& systemd_;
     NameRegistry names_;
+    Hooks hooks_;
 
     mutable std::mutex mu_;  // guards pods_ only
     std::map<std::string, std::shared_ptr<Pod>> pods_;

@@ -339,6 +339,65 @@ TEST_F(PodManagerTest, APodWhoseNamespacesAreGoneIsNotReadyAfterARestart) {
     EXPECT_EQ(again->count(), 0u);
 }
 
+TEST_F(PodManagerTest, AnUnfinishedCreationIsUndoneAtStartup) {
+    std::string id;
+    {
+        auto pods = manager();
+        id = pods->run(host_pod("a"));
+    }
+    // As if crisd died in the middle of RunPodSandbox.
+    const std::string path = dir_ + "/root/pods/" + id + ".json";
+    auto rec = record_from_json(nlohmann::json::parse(std::ifstream(path)));
+    rec.creating = true;
+    rec.state = PodState::NotReady;
+    std::ofstream(path) << to_json(rec).dump();
+    auto again = manager();
+    again->load();
+    EXPECT_EQ(again->count(), 0u);
+    EXPECT_FALSE(std::filesystem::exists(path));
+    EXPECT_FALSE(std::filesystem::exists(rec.run_dir));
+    again->remove(again->run(host_pod("a")));  // the name is free
+}
+
+TEST_F(PodManagerTest, HooksForContainers) {
+    auto pods = manager();
+    std::vector<std::string> calls;
+    bool fail_stop = false;
+    pods->set_hooks({[&](const PodRecord& r) {
+                         calls.push_back("stop " + r.config.metadata.name);
+                         if (fail_stop) throw Error(Code::DeadlineExceeded, "container did not stop");
+                     },
+                     [&](const PodRecord& r) { calls.push_back("remove " + r.config.metadata.name); }});
+    const auto id = pods->run(host_pod("a"));
+    bool ran = false;
+    pods->with_ready_pod(id, [&](const PodRecord& r) { ran = r.id == id; });
+    EXPECT_TRUE(ran);
+    fail_stop = true;
+    try {
+        pods->stop(id);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::DeadlineExceeded);
+    }
+    EXPECT_EQ(pods->status(id).state, PodState::Ready) << "a failed stop leaves the pod as it was";
+    fail_stop = false;
+    pods->stop(id);
+    try {
+        pods->with_ready_pod(id, [](const PodRecord&) {});
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::FailedPrecondition);
+    }
+    pods->remove(id);
+    EXPECT_EQ(calls, (std::vector<std::string>{"stop a", "stop a", "stop a", "remove a"}));
+    try {
+        pods->with_ready_pod(id, [](const PodRecord&) {});
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::NotFound);
+    }
+}
+
 TEST_F(PodManagerTest, BadInputIsRefusedBeforeAnythingIsMade) {
     auto pods = manager();
     auto c = host_pod("a");
@@ -359,6 +418,9 @@ TEST_F(PodManagerTest, BadInputIsRefusedBeforeAnythingIsMade) {
     c.runtime_handler = "nope";
     EXPECT_THROW(pods->run(c), Error);
     c = host_pod("");
+    EXPECT_THROW(pods->run(c), Error);
+    c = host_pod("a");
+    c.hostname = std::string(65, 'h');
     EXPECT_THROW(pods->run(c), Error);
     EXPECT_EQ(pods->count(), 0u);
     EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/root/pods"));
