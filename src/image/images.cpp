@@ -298,8 +298,9 @@ private:
     void recover();
     void collect_garbage_locked();
     std::string pull_once(const std::string& text, const PullAuth& auth);
-    void ensure_layer(const Descriptor& d, RegistryClient& client, PullProgress& progress);
-    void fetch_layer(const Descriptor& d, RegistryClient& client);
+    void ensure_layer(const Descriptor& d, const std::string& diff_id, RegistryClient& client,
+                      PullProgress& progress);
+    void fetch_layer(const Descriptor& d, const std::string& diff_id, RegistryClient& client);
     void store_blob(const std::string& digest, const std::string& data) {
         const std::string p = blob_path(digest);
         struct stat st {};
@@ -442,7 +443,7 @@ void Store::remove(const std::string& ref) {
     spdlog::info("removed image {} ({})", r.id, ref);
 }
 
-void Store::fetch_layer(const Descriptor& d, RegistryClient& client) {
+void Store::fetch_layer(const Descriptor& d, const std::string& diff_id, RegistryClient& client) {
     const std::string hex = digest_hex(d.digest);
     const std::string stage = opt_.root + "/tmp/layer-" + hex.substr(0, 16) + "-" + random_name(6);
     make_dir(stage, 0700);
@@ -473,8 +474,22 @@ void Store::fetch_layer(const Descriptor& d, RegistryClient& client) {
     make_dir(stage + "/diff", 0755);
     UniqueFd diff(::open((stage + "/diff").c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!diff) throw_errno("opening " + stage + "/diff");
+    // The uncompressed stream must be the config's diff_id: hashed from a
+    // second open file description, alongside the unpack.
+    std::future<std::string> unpacked_digest;
+    if (!diff_id.empty()) {
+        UniqueFd again(::open(("/proc/self/fd/" + std::to_string(blob.get())).c_str(), O_RDONLY | O_CLOEXEC));
+        if (!again) throw_errno("reopening the blob of layer " + d.digest);
+        unpacked_digest = std::async(std::launch::async, [fd = std::move(again)] { return uncompressed_digest(fd.get()); });
+    }
     const UnpackStats stats =
         with_context("unpacking layer " + d.digest, [&] { return unpack_layer(blob.get(), diff.get()); });
+    if (unpacked_digest.valid()) {
+        const std::string got = with_context("layer " + d.digest, [&] { return unpacked_digest.get(); });
+        if (got != diff_id)
+            throw Error(Code::DataLoss, "layer " + d.digest + ": uncompressed content is " + got +
+                                            ", the image config says " + diff_id);
+    }
     const auto t2 = std::chrono::steady_clock::now();
     std::string link;
     for (int i = 0; i < 100 && link.empty(); ++i) {
@@ -499,7 +514,8 @@ void Store::fetch_layer(const Descriptor& d, RegistryClient& client) {
 }
 
 // Makes the layer present, fetching it unless it is there or being fetched.
-void Store::ensure_layer(const Descriptor& d, RegistryClient& client, PullProgress& progress) {
+void Store::ensure_layer(const Descriptor& d, const std::string& diff_id, RegistryClient& client,
+                         PullProgress& progress) {
     std::shared_future<void> wait_for;
     std::promise<void> mine;
     {
@@ -520,7 +536,7 @@ void Store::ensure_layer(const Descriptor& d, RegistryClient& client, PullProgre
         return;
     }
     try {
-        fetch_layer(d, client);
+        fetch_layer(d, diff_id, client);
         mine.set_value();
     } catch (...) {
         mine.set_exception(std::current_exception());
@@ -666,7 +682,9 @@ std::string Store::pull_once(const std::string& text, const PullAuth& auth) {
                 std::vector<std::thread> workers;
                 std::mutex err_mu;
                 std::exception_ptr layer_error;
-                for (const auto& l : m.layers) {
+                for (std::size_t i = 0; i < m.layers.size(); ++i) {
+                    const Descriptor& l = m.layers[i];
+                    const std::string diff_id = i < cfg.diff_ids.size() ? cfg.diff_ids[i] : "";
                     slots.acquire();
                     {
                         std::lock_guard lock(err_mu);
@@ -675,9 +693,9 @@ std::string Store::pull_once(const std::string& text, const PullAuth& auth) {
                             break;
                         }
                     }
-                    workers.emplace_back([&, l] {
+                    workers.emplace_back([&, l, diff_id] {
                         try {
-                            ensure_layer(l, client, progress);
+                            ensure_layer(l, diff_id, client, progress);
                         } catch (...) {
                             std::lock_guard lock(err_mu);
                             if (!layer_error) layer_error = std::current_exception();

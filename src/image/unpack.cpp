@@ -19,6 +19,7 @@
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
+#include "image/digest.hpp"
 
 namespace crisd::image {
 namespace {
@@ -166,6 +167,32 @@ void remove_tree_at(int dir_fd, const std::string& name) {
         return;
     }
     if (::unlinkat(dir_fd, name.c_str(), 0) != 0 && errno != ENOENT) throw_errno("removing " + name);
+}
+
+std::string uncompressed_digest(int archive_fd) {
+    std::unique_ptr<archive, ArchiveDeleter> ar(archive_read_new());
+    archive* a = ar.get();
+    if (!a) throw Error(Code::Internal, "archive_read_new failed");
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_zstd(a);
+    archive_read_support_filter_none(a);
+    archive_read_support_format_raw(a);
+    archive_read_support_format_empty(a);
+    if (archive_read_open_fd(a, archive_fd, 256 * 1024) != ARCHIVE_OK)
+        throw Error(Code::DataLoss, std::string("reading layer: ") + archive_error_string(a));
+    Sha256 hash;
+    archive_entry* e;
+    const int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF) return hash.digest();
+    if (r < ARCHIVE_WARN) throw Error(Code::DataLoss, std::string("reading layer: ") + archive_error_string(a));
+    char buf[256 * 1024];
+    while (true) {
+        const la_ssize_t n = archive_read_data(a, buf, sizeof buf);
+        if (n == 0) break;
+        if (n < 0) throw Error(Code::DataLoss, std::string("decompressing layer: ") + archive_error_string(a));
+        hash.update(buf, static_cast<std::size_t>(n));
+    }
+    return hash.digest();
 }
 
 UnpackStats unpack_layer(int archive_fd, int root) {

@@ -24,6 +24,10 @@ struct UnpackStats {
 // `archive_fd` is read from its current offset; `dir_fd` is the layer's root.
 UnpackStats unpack_layer(int archive_fd, int dir_fd);
 
+// The sha256 digest of the uncompressed stream in archive_fd (gzip, zstd or
+// none), read from its current offset: the layer's diff_id.
+std::string uncompressed_digest(int archive_fd);
+
 // Removes dir_fd/name and everything below it, never following symlinks.
 void remove_tree_at(int dir_fd, const std::string& name);
 

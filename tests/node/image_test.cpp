@@ -432,6 +432,8 @@ const char* kFakeRegistry = R"PY(
 import hashlib, http.server, io, json, socketserver, tarfile, time
 def digest(b): return "sha256:" + hashlib.sha256(b).hexdigest()
 config = b'{"os":"linux","architecture":"amd64","rootfs":{"type":"layers","diff_ids":[]}}'
+wrong_diff_id = b'{"os":"linux","architecture":"amd64","rootfs":{"type":"layers","diff_ids":["sha256:' + b"0" * 64 + b'"]}}'
+def config_for(repo): return wrong_diff_id if repo == "baddiffid" else config
 def make_layer(repo):
     # One layer per repository, so none is already in the store.
     buf = io.BytesIO()
@@ -443,7 +445,7 @@ def make_layer(repo):
 def manifest(repo):
     layer = make_layer(repo)
     return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config), "size": len(config)},
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config_for(repo)), "size": len(config_for(repo))},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest(layer), "size": len(layer)}]}).encode()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -480,9 +482,9 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.send(200, manifest(repo), "application/vnd.oci.image.manifest.v1+json")
         if "/blobs/" in p:
             d = p.rsplit("/", 1)[1]
-            if d == digest(config):
+            if d == digest(config_for(repo)):
                 if repo == "badconfig": return self.send(200, config.replace(b"amd64", b"AMD64"))
-                return self.send(200, config)
+                return self.send(200, config_for(repo))
             layer = make_layer(repo)
             if repo == "truncated":
                 self.send(200, layer[: len(layer) // 2], "application/octet-stream", len(layer))
@@ -552,6 +554,10 @@ TEST_F(ImageFaults, DigestMismatchesAreDataLoss) {
         EXPECT_EQ(st.error_code(), grpc::StatusCode::DATA_LOSS) << repo << ": " << st.error_message();
         EXPECT_NE(st.error_message().find("digest mismatch"), std::string::npos) << st.error_message();
     }
+    // A layer whose uncompressed content is not the config's diff_id.
+    auto d = try_pull(c, "127.0.0.1:5999/baddiffid");
+    EXPECT_EQ(d.error_code(), grpc::StatusCode::DATA_LOSS) << d.error_message();
+    EXPECT_NE(d.error_message().find("the image config says"), std::string::npos) << d.error_message();
     // A manifest that is not the digest asked for.
     const auto st = try_pull(c, "127.0.0.1:5999/good@sha256:" + std::string(64, '1'));
     EXPECT_EQ(st.error_code(), grpc::StatusCode::DATA_LOSS) << st.error_message();

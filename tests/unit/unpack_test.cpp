@@ -17,6 +17,7 @@
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
+#include "image/digest.hpp"
 #include "image/unpack.hpp"
 
 // The crafted entries below list only the fields they need.
@@ -194,6 +195,18 @@ TEST_F(Unpack, GzipAndZstd) {
     EXPECT_EQ(slurp(layer_ + "/a.txt"), "gz");
     unpack({{"b.txt", AE_IFREG, 0644, "zst"}}, "zstd");
     EXPECT_EQ(slurp(layer_ + "/b.txt"), "zst");
+}
+
+TEST_F(Unpack, UncompressedDigestIsTheDiffId) {
+    const std::vector<Entry> entries = {{"a.txt", AE_IFREG, 0644, std::string(5000, 'a')}};
+    const std::string plain = make_tar(top_ + "/plain.tar", entries);
+    const std::string want = sha256_digest(slurp(plain));
+    for (const char* filter : {"", "gzip", "zstd"}) {
+        const std::string tar = make_tar(top_ + "/layer.tar", entries, filter);
+        UniqueFd in(::open(tar.c_str(), O_RDONLY | O_CLOEXEC));
+        EXPECT_EQ(uncompressed_digest(in.get()), want) << filter;
+    }
+    fs::remove(plain);
 }
 
 TEST_F(Unpack, LaterEntriesReplaceEarlierOnes) {
