@@ -1,0 +1,96 @@
+#include "attach.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/error.hpp"
+#include "journal.hpp"
+#include "monitor/protocol.hpp"
+
+namespace crisd::conmon {
+
+AttachServer::AttachServer(Loop& loop, const std::string& path, Stdio& stdio, bool stdin_once)
+    : loop_(loop), path_(path), stdio_(stdio), stdin_once_(stdin_once) {
+    listen_ = with_context("attach socket", [&] { return monitor::listen_seqpacket(path); });
+    listen_token_ = loop_.add(listen_.get(), EPOLLIN, [this](uint32_t) { on_accept(); });
+}
+
+AttachServer::~AttachServer() { close_all(); }
+
+void AttachServer::on_accept() {
+    for (;;) {
+        UniqueFd fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        if (!fd) {
+            if (errno != EAGAIN && errno != EINTR) diag::warning(std::string("attach: accept: ") + std::strerror(errno));
+            return;
+        }
+        // Room for bursts of output while the client reads.
+        const int sndbuf = 1024 * 1024;
+        ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+        const uint64_t id = next_id_++;
+        auto& c = clients_[id];
+        c.fd = std::move(fd);
+        c.token = loop_.add(c.fd.get(), EPOLLIN, [this, id](uint32_t ev) { on_client(id, ev); });
+    }
+}
+
+void AttachServer::on_client(uint64_t id, uint32_t events) {
+    auto it = clients_.find(id);
+    if (it == clients_.end()) return;
+    char buf[monitor::kMaxPacket];
+    const auto n = ::recv(it->second.fd.get(), buf, sizeof buf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0 || (events & (EPOLLHUP | EPOLLERR) && n <= 0)) {
+        drop(id, nullptr);
+        return;
+    }
+    if (!stdio_.stdin_open()) return;  // no stdin (or closed): input is dropped
+    if (stdin_owner_ == 0) stdin_owner_ = id;
+    if (stdin_owner_ != id) return;  // someone else holds stdin
+    stdio_.write_stdin(std::string_view(buf, static_cast<size_t>(n)));
+}
+
+void AttachServer::drop(uint64_t id, const char* why) {
+    auto it = clients_.find(id);
+    if (it == clients_.end()) return;
+    if (why) diag::warning(std::string("attach client disconnected: ") + why);
+    loop_.remove(it->second.token);
+    clients_.erase(it);
+    if (stdin_owner_ == id) {
+        stdin_owner_ = 0;
+        if (stdin_once_) stdio_.close_stdin();
+    }
+}
+
+void AttachServer::broadcast(uint8_t stream, std::string_view data) {
+    if (clients_.empty()) return;
+    char packet[monitor::kMaxPacket];
+    while (!data.empty()) {
+        const size_t len = std::min(data.size(), sizeof packet - 1);
+        packet[0] = static_cast<char>(stream);
+        std::memcpy(packet + 1, data.data(), len);
+        data.remove_prefix(len);
+        for (auto it = clients_.begin(); it != clients_.end();) {
+            const auto id = it->first;
+            const auto n = ::send(it->second.fd.get(), packet, len + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+            ++it;
+            if (n < 0) drop(id, errno == EAGAIN ? "it does not read fast enough" : nullptr);
+        }
+    }
+}
+
+void AttachServer::close_all() {
+    for (auto& [id, c] : clients_) loop_.remove(c.token);
+    clients_.clear();
+    stdin_owner_ = 0;
+    if (listen_) {
+        loop_.remove(listen_token_);
+        listen_.reset();
+        ::unlink(path_.c_str());
+    }
+}
+
+}  // namespace crisd::conmon

@@ -1,0 +1,50 @@
+// The attach socket <socket-dir>/attach (SOCK_SEQPACKET, mode 0600, as conmon
+// does it). Any number of clients get every output chunk as "<1|2><bytes>";
+// the first client that sends data owns stdin until it goes away, and what it
+// sends is written to the container's stdin. With stdin_once the container's
+// stdin is closed when that client detaches. A client that does not keep up
+// is disconnected; detaching never touches the container.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "common/fd.hpp"
+#include "loop.hpp"
+#include "stdio.hpp"
+
+namespace crisd::conmon {
+
+class AttachServer {
+public:
+    // Throws crisd::Error naming the path.
+    AttachServer(Loop& loop, const std::string& path, Stdio& stdio, bool stdin_once);
+    ~AttachServer();
+
+    void broadcast(uint8_t stream, std::string_view data);
+    // Disconnects everyone (the container is gone) and removes the socket.
+    void close_all();
+
+private:
+    struct Client {
+        UniqueFd fd;
+        uint64_t token = 0;
+    };
+    void on_accept();
+    void on_client(uint64_t id, uint32_t events);
+    void drop(uint64_t id, const char* why);
+
+    Loop& loop_;
+    std::string path_;
+    Stdio& stdio_;
+    bool stdin_once_;
+    UniqueFd listen_;
+    uint64_t listen_token_ = 0;
+    std::map<uint64_t, Client> clients_;
+    uint64_t next_id_ = 1;
+    uint64_t stdin_owner_ = 0;
+};
+
+}  // namespace crisd::conmon
