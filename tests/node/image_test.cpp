@@ -378,6 +378,11 @@ TEST(ImageBadInput, ClearStatuses) {
     st = try_pull(c, "10.255.255.1:5000/busybox");
     EXPECT_NE(st.error_code(), grpc::StatusCode::OK);
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(40));
+    // The same registry under a name registries.conf does not mark insecure:
+    // HTTPS only, which a plain-HTTP registry cannot answer.
+    st = try_pull(c, "localhost:5000/busybox");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+    EXPECT_NE(st.error_message().find("https://localhost:5000/"), std::string::npos) << st.error_message();
     EXPECT_FALSE(status(c, kReg + "/no-such-image").has_image());
     EXPECT_EQ(must("ls -A " + kStore + "/tmp"), "") << "a failed pull left something behind";
 }
