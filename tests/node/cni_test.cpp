@@ -1,7 +1,7 @@
 // crisd's CNI module with the real plugins (bridge, host-local, portmap,
 // firewall, loopback) and the default config that crisd ships, on network
-// namespaces made by the test. Pod-level tests (through the CRI) come with the
-// runtime service.
+// namespaces made by the test. Pods attached through the CRI are tested in
+// pod_test.cpp.
 #include <gtest/gtest.h>
 
 #include <filesystem>
