@@ -532,20 +532,31 @@ void Store::ensure_layer(const Descriptor& d, const std::string& diff_id, Regist
         }
     }
     if (wait_for.valid()) {
-        wait_for.get();  // rethrows the other pull's failure
+        try {
+            wait_for.get();  // the other pull's failure comes back here
+        } catch (const Error& e) {
+            // That pull was cancelled (one of its other layers failed, or its
+            // client gave up): this pull fetches the layer itself.
+            if (e.code() != Code::Cancelled || progress.cancelled()) throw;
+            ensure_layer(d, diff_id, client, progress);
+        }
         return;
     }
-    try {
-        fetch_layer(d, diff_id, client);
-        mine.set_value();
-    } catch (...) {
-        mine.set_exception(std::current_exception());
+    // The entry goes before the result is published: a waiter that retries
+    // never finds the finished attempt again.
+    auto done = [&] {
         std::lock_guard lock(mu_);
         layer_fetches_.erase(d.digest);
+    };
+    try {
+        fetch_layer(d, diff_id, client);
+    } catch (...) {
+        done();
+        mine.set_exception(std::current_exception());
         throw;
     }
-    std::lock_guard lock(mu_);
-    layer_fetches_.erase(d.digest);
+    done();
+    mine.set_value();
 }
 
 std::string Store::pull(const std::string& text, const PullAuth& auth) {
