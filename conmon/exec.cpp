@@ -140,6 +140,7 @@ void ExecRunner::finish(uint64_t id, int exit_code) {
     s.conn->send("X " + std::to_string(exit_code) + " " + (s.timed_out ? "1" : "0"));
     s.conn->finish();
     sessions_.erase(it);
+    if (on_finished) on_finished();
 }
 
 }  // namespace crisd::conmon

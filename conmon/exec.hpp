@@ -6,6 +6,7 @@
 // kills its exec too.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -28,6 +29,9 @@ public:
     void run(ExecRequest request, std::shared_ptr<ControlConn> conn);
     // Kills whatever still runs (the container has exited).
     void kill_all();
+    size_t active() const { return sessions_.size(); }
+    // Called after each exec has sent its reply.
+    std::function<void()> on_finished;
 
     static constexpr int64_t kDefaultCap = 16 * 1024 * 1024;
 

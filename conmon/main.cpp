@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -66,22 +67,21 @@ std::string read_available(int fd) {
 }
 
 // oom_score_adj for conmon itself. Hosts without CAP_SYS_RESOURCE refuse a
-// negative value (design.md): then 0, said once.
-void set_oom_score_adj(int value) {
+// negative value (design.md): then 0. Returns what to say about it (once), ""
+// when all went well.
+std::string set_oom_score_adj(int value) {
     const auto write_value = [](int v) {
         UniqueFd fd(::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC));
         if (!fd) return false;
         const auto s = std::to_string(v);
         return ::write(fd.get(), s.data(), s.size()) == static_cast<ssize_t>(s.size());
     };
-    if (write_value(value)) return;
+    if (write_value(value)) return "";
     const int err = errno;
-    if (value < 0 && write_value(0)) {
-        diag::warning("oom_score_adj " + std::to_string(value) + " refused (" + std::strerror(err) +
-                      "; no CAP_SYS_RESOURCE?): using 0");
-        return;
-    }
-    diag::warning("setting oom_score_adj " + std::to_string(value) + ": " + std::strerror(err));
+    if (value < 0 && write_value(0))
+        return "oom_score_adj " + std::to_string(value) + " refused (" + std::strerror(err) +
+               "; no CAP_SYS_RESOURCE?): using 0";
+    return "setting oom_score_adj " + std::to_string(value) + ": " + std::strerror(err);
 }
 
 class Monitor {
@@ -93,12 +93,16 @@ public:
     int run() {
         setup_signals();
         if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) throw_errno("becoming a child subreaper");
-        set_oom_score_adj(args_.oom_score_adj);
+        const auto oom_note = set_oom_score_adj(args_.oom_score_adj);
         sync(monitor::SyncMessage{monitor::SyncMessage::Kind::Monitor, ::getpid(), {}});
+        // Nothing goes to journald before this point: journald caches a
+        // sender's cgroup for a few seconds, and until crisd has moved conmon
+        // into crisd-conmon-<id>.scope its entries would carry the wrong unit.
         if (!wait_start_pipe()) {
             diag::info("crisd closed the start pipe: not creating the container");
             return 0;
         }
+        if (!oom_note.empty()) diag::warning(oom_note);
         std::optional<std::string> failure;
         pid_t pid = -1;
         try {
@@ -112,10 +116,23 @@ public:
             return 1;
         }
         diag::info("container created, pid " + std::to_string(pid));
+        // The sockets exist before crisd hears of the pid: it may attach or
+        // send start the moment wait_created() returns.
+        try {
+            prepare_serving(pid);
+        } catch (const Error& e) {
+            failure = e.what();
+        }
+        if (failure) {
+            diag::error("serving the container failed: " + *failure);
+            container_.kill(SIGKILL);
+            sync(monitor::SyncMessage{monitor::SyncMessage::Kind::Error, -1, *failure});
+            return 1;
+        }
         sync(monitor::SyncMessage{monitor::SyncMessage::Kind::Container, pid, {}});
         if (args_.sync_fd >= 0) ::close(args_.sync_fd);
         args_.sync_fd = -1;
-        serve(pid);
+        loop_.run();
         return 0;
     }
 
@@ -278,7 +295,7 @@ private:
         return text;
     }
 
-    void serve(pid_t pid) {
+    void prepare_serving(pid_t pid) {
         container_ = ProcessHandle(pid);
         oom_ = std::make_unique<OomWatcher>(loop_, pid);
         attach_ = std::make_unique<AttachServer>(loop_, args_.socket_dir + "/" + monitor::kAttachSocketName, *stdio_,
@@ -292,11 +309,11 @@ private:
             log_->reopen();
         };
         hooks.exec = [this](ExecRequest req, std::shared_ptr<ControlConn> conn) { exec_->run(std::move(req), conn); };
+        exec_->on_finished = [this] { maybe_leave(); };
         control_ = std::make_unique<ControlServer>(loop_, args_.socket_dir + "/" + monitor::kControlSocketName,
                                                    std::move(hooks));
         stdio_->start();
         reaper_.watch(pid, [this](int st) { on_container_exit(st); });
-        loop_.run();
     }
 
     void start_container(std::shared_ptr<ControlConn> conn) {
@@ -305,7 +322,9 @@ private:
         auto out = std::make_shared<UniqueFd>(p[0]);
         UniqueFd write_end(p[1]);
         const pid_t pid = spawn(runtime_.start(), -1, write_end.get(), write_end.get());
+        ++pending_starts_;
         reaper_.watch(pid, [this, conn, out](int st) {
+            --pending_starts_;
             if (exit_code_of(st) == 0) {
                 conn->send("ok");
             } else {
@@ -316,7 +335,16 @@ private:
                 conn->send("error " + text);
             }
             conn->finish();
+            maybe_leave();
         });
+    }
+
+    // After the container's exit, conmon leaves once the replies it owes are
+    // sent (a `start` whose container was quick to exit, execs being killed),
+    // or after 5 s.
+    void maybe_leave() {
+        if (!exited_) return;
+        if (pending_starts_ == 0 && exec_->active() == 0) loop_.stop();
     }
 
     void on_container_exit(int st) {
@@ -338,7 +366,17 @@ private:
         diag::info("container exited: " + describe_status(st) + (status.oom_killed ? ", OOM-killed" : ""));
         attach_->close_all();
         control_->close();
-        loop_.stop();
+        exited_ = true;
+        leave_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+        if (leave_timer_) {
+            itimerspec its{};
+            its.it_value.tv_sec = 5;
+            ::timerfd_settime(leave_timer_.get(), 0, &its, nullptr);
+            loop_.add(leave_timer_.get(), EPOLLIN, [this](uint32_t) { loop_.stop(); });
+        } else {
+            loop_.stop();
+        }
+        maybe_leave();
     }
 
     Args args_;
@@ -355,6 +393,9 @@ private:
     std::unique_ptr<ExecRunner> exec_;
     std::unique_ptr<OomWatcher> oom_;
     ProcessHandle container_;
+    int pending_starts_ = 0;
+    bool exited_ = false;
+    UniqueFd leave_timer_;
 };
 
 // setsid and a second fork: conmon is nobody's session leader and its parent
