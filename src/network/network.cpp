@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,6 +25,8 @@ namespace {
 
 using json = nlohmann::json;
 namespace fs = std::filesystem;
+
+constexpr unsigned long kNsfsMagic = 0x6e736673;  // NSFS_MAGIC: a namespace file
 
 const char* const kLoopbackConf =
     R"({"cniVersion":"1.0.0","name":"cni-loopback","plugins":[{"type":"loopback"}]})";
@@ -303,8 +306,11 @@ void Network::detach(const PodNetwork& pod) {
     if (!record) return;  // never attached, or already detached
     const auto list = cni::ConfigList::from_json(record->at("config"), record->value("configFile", ""));
     cni::Attachment att = attachment_from(record->at("attachment"));
-    struct stat st {};
-    const bool netns_gone = att.netns.empty() || ::stat(att.netns.c_str(), &st) != 0;
+    // Gone: no path, no file, or a file that no longer holds a namespace (its
+    // bind mount was undone; plugins fail on it with "unknown FS magic").
+    struct statfs fs {};
+    const bool netns_gone = att.netns.empty() || ::statfs(att.netns.c_str(), &fs) != 0 ||
+                            static_cast<unsigned long>(fs.f_type) != kNsfsMagic;
     if (netns_gone) att.netns.clear();  // plugins clean up host-side state without it
     cni::Invocation inv{"DEL", cfg_.plugin_dirs, std::chrono::seconds(cfg_.plugin_timeout)};
     try {

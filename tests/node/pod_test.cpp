@@ -231,6 +231,29 @@ TEST_F(Pods, HostNetworkPodNeverTouchesCni) {
     remove(client_, id);
 }
 
+TEST_F(Pods, HostIpcPodHasNoIpcNamespaceAndNoShmMount) {
+    auto c = pod_config("hostipc");
+    c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_ipc(v1::NODE);
+    const auto id = run(client_, c);
+    EXPECT_FALSE(access((kNsDir + id + "/ipc").c_str(), F_OK) == 0);
+    EXPECT_TRUE(access((kNsDir + id + "/net").c_str(), F_OK) == 0);
+    EXPECT_NE(sh("findmnt " + kPodsRun + id + "/shm").exit_code, 0);
+    EXPECT_EQ(status(client_, id).status().linux().namespaces().options().ipc(), v1::NODE);
+    remove(client_, id);
+    expect_nothing_left();
+}
+
+TEST_F(Pods, StopAndRemoveCopeWithANamespaceThatVanished) {
+    const auto id = run(client_, pod_config("vanished"));
+    const auto ip = status(client_, id).status().network().ip();
+    // Someone unmounted the pod's network namespace behind crisd's back.
+    must("umount " + kNsDir + id + "/net");
+    stop(client_, id);
+    remove(client_, id);
+    EXPECT_EQ(sh("ls /var/lib/cni/networks/crisd/ | grep -c '^" + ip + "$'").out, "0\n");
+    expect_nothing_left();
+}
+
 TEST_F(Pods, FilesNamespacesSysctlsAndShm) {
     auto c = pod_config("files");
     c.set_hostname("files-host");
