@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -414,6 +415,54 @@ TEST(Conmon, OutlivesItsStarterAndIsReparented) {
     const auto s = c.wait_exit();
     ASSERT_TRUE(s);
     EXPECT_EQ(s->exit_code, 0);
+}
+
+// "crisd" (a forked child here) starts the container and dies; the container,
+// its monitor, attach and the exit file carry on without it, and SIGTERM (what
+// stopping the monitor's scope sends first) does not take the monitor down.
+TEST(Conmon, ContainerSurvivesTheDeathOfItsCrisd) {
+    Container c("runc", {"read x; echo after-crisd-$x; exit 4"}, /*stdin=*/true);
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    const pid_t crisd = ::fork();
+    ASSERT_GE(crisd, 0);
+    if (crisd == 0) {
+        ::close(p[0]);
+        int code = 1;
+        try {
+            auto l = monitor::Launch::spawn(c.cfg);
+            const auto pid = std::to_string(l.monitor_pid());
+            l.release();
+            l.wait_created(30s);
+            monitor::start(c.cfg.socket_dir, 30s);
+            code = ::write(p[1], pid.data(), pid.size()) > 0 ? 0 : 1;
+        } catch (...) {
+        }
+        ::_exit(code);  // crisd goes away without a word
+    }
+    ::close(p[1]);
+    char buf[32] = {};
+    const auto n = ::read(p[0], buf, sizeof buf - 1);
+    ::close(p[0]);
+    int st = 0;
+    ::waitpid(crisd, &st, 0);
+    ASSERT_GT(n, 0) << "the child could not start the container";
+    const pid_t monitor = std::atoi(buf);
+    ASSERT_GT(monitor, 0);
+    EXPECT_EQ(::kill(monitor, 0), 0) << "crisd-conmon died with its crisd";
+    ::kill(monitor, SIGTERM);
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(::kill(monitor, 0), 0) << "crisd-conmon did not survive SIGTERM";
+    // A new crisd: nothing but the socket and exit directories.
+    monitor::ExitWatcher w(c.cfg.exit_dir);
+    auto a = monitor::attach(c.cfg.socket_dir);
+    ASSERT_EQ(::send(a.get(), "yes\n", 4, 0), 4);
+    EXPECT_NE(read_attach(a.get(), "after-crisd-yes", 10s).find("after-crisd-yes"), std::string::npos);
+    const auto s = w.wait(c.id(), 30s);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->exit_code, 4);
+    EXPECT_TRUE(wait_for([&] { return ::kill(monitor, 0) != 0; }, 10s));
+    EXPECT_NE(c.log().find(" stdout F after-crisd-yes\n"), std::string::npos) << c.log();
 }
 
 TEST(Conmon, NegativeOomScoreAdjIsClampedOnce) {
