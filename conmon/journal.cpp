@@ -14,15 +14,30 @@
 
 namespace crisd::conmon {
 
+std::string encode_journal_entry(const iovec* fields, size_t n) {
+    std::string dgram;
+    for (size_t i = 0; i < n; ++i) {
+        const std::string_view f(static_cast<const char*>(fields[i].iov_base), fields[i].iov_len);
+        const auto eq = f.find('=');
+        const auto value = f.substr(eq + 1);
+        if (value.find('\n') == std::string_view::npos) {
+            dgram.append(f);
+        } else {
+            dgram.append(f.substr(0, eq));
+            dgram += '\n';
+            const uint64_t len = value.size();
+            for (int b = 0; b < 8; ++b) dgram += static_cast<char>((len >> (8 * b)) & 0xff);
+            dgram.append(value);
+        }
+        dgram += '\n';
+    }
+    return dgram;
+}
+
 namespace {
 
 iovec field(const std::string& s) { return {const_cast<char*>(s.data()), s.size()}; }
 
-// journald's native protocol (what sd_journal_sendv speaks), so that conmon
-// needs no libsystemd: one datagram per entry to /run/systemd/journal/socket;
-// a field is "KEY=value\n", or "KEY\n" + 64-bit little-endian length + value +
-// "\n" when the value holds a newline. Entries here stay far below the
-// datagram limit (lines are split at --log-line-max), so no memfd is needed.
 // Best effort, like sd_journal_sendv: no journald, no entry.
 void journal_send(const iovec* fields, size_t n) {
     static UniqueFd sock;
@@ -36,22 +51,7 @@ void journal_send(const iovec* fields, size_t n) {
         }
     }
     if (!sock) return;
-    std::string dgram;
-    for (size_t i = 0; i < n; ++i) {
-        const std::string_view f(static_cast<const char*>(fields[i].iov_base), fields[i].iov_len);
-        const auto eq = f.find('=');
-        const auto value = f.substr(eq + 1);
-        if (value.find('\n') == std::string_view::npos) {
-            dgram.append(f);
-        } else {
-            dgram.append(f.substr(0, eq));
-            dgram += '\n';
-            uint64_t len = value.size();
-            for (int b = 0; b < 8; ++b) dgram += static_cast<char>((len >> (8 * b)) & 0xff);
-            dgram.append(value);
-        }
-        dgram += '\n';
-    }
+    const std::string dgram = encode_journal_entry(fields, n);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::strcpy(addr.sun_path, "/run/systemd/journal/socket");
@@ -63,7 +63,7 @@ void journal_send(const iovec* fields, size_t n) {
 
 }  // namespace
 
-Journal::Journal(const JournalIdentity& who, size_t line_max)
+Journal::Journal(const JournalIdentity& who, size_t line_max, Sender sender)
     : unit_("OBJECT_SYSTEMD_UNIT=crisd-" + who.id + ".scope"),
       id_short_("CONTAINER_ID=" + who.id.substr(0, 12)),
       id_full_("CONTAINER_ID_FULL=" + who.id),
@@ -71,7 +71,8 @@ Journal::Journal(const JournalIdentity& who, size_t line_max)
       pod_name_("POD_NAME=" + who.pod_name),
       pod_namespace_("POD_NAMESPACE=" + who.pod_namespace),
       identifier_("SYSLOG_IDENTIFIER=" + (who.name.empty() ? who.id.substr(0, 12) : who.name)),
-      line_max_(line_max ? line_max : 1) {}
+      line_max_(line_max ? line_max : 1),
+      sender_(sender ? std::move(sender) : Sender(journal_send)) {}
 
 void Journal::send(uint8_t stream, std::string_view line, bool partial) {
     static const std::string prio_out = "PRIORITY=6", prio_err = "PRIORITY=3",
@@ -85,29 +86,38 @@ void Journal::send(uint8_t stream, std::string_view line, bool partial) {
                    field(identifier_), field(partial_field)};
     const int n = sizeof iov / sizeof iov[0] - (partial ? 0 : 1);
     // Best effort: journald being away must never stop the container's output.
-    journal_send(iov, static_cast<size_t>(n));
+    sender_(iov, static_cast<size_t>(n));
 }
 
 void Journal::write(uint8_t stream, std::string_view data) {
     auto& pending = pending_[stream == 2 ? 1 : 0];
+    // Sends the parts of at most line_max bytes (marked partial), then the
+    // rest when the line is complete; returns the rest when it is not.
+    const auto send_parts = [&](std::string_view line, bool complete) -> std::string_view {
+        while (line.size() > line_max_) {
+            send(stream, line.substr(0, line_max_), true);
+            line.remove_prefix(line_max_);
+        }
+        if (!complete) return line;
+        send(stream, line, false);
+        return {};
+    };
     while (!data.empty()) {
         const auto nl = data.find('\n');
         if (nl == std::string_view::npos) {
             pending.append(data);
-            break;
+            const std::string rest(send_parts(pending, false));
+            pending = rest;
+            return;
         }
         if (pending.empty()) {
-            send(stream, data.substr(0, nl), false);
+            send_parts(data.substr(0, nl), true);
         } else {
             pending.append(data.substr(0, nl));
-            send(stream, pending, false);
+            send_parts(pending, true);
             pending.clear();
         }
         data.remove_prefix(nl + 1);
-    }
-    while (pending.size() > line_max_) {
-        send(stream, std::string_view(pending).substr(0, line_max_), true);
-        pending.erase(0, line_max_);
     }
 }
 

@@ -6,11 +6,22 @@
 // longer than line_max is sent in parts marked CONTAINER_PARTIAL_MESSAGE=true.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
 namespace crisd::conmon {
+
+// One entry in journald's native protocol (what sd_journal_sendv speaks;
+// crisd-conmon does without libsystemd): each "KEY=value" field becomes
+// "KEY=value\n", or "KEY\n" + 64-bit little-endian length + value + "\n" when
+// the value holds a newline. Values are bytes: invalid UTF-8 and NUL pass.
+// Entries stay far below the datagram limit (lines are split at
+// --log-line-max), so no memfd is needed.
+std::string encode_journal_entry(const iovec* fields, size_t n);
 
 struct JournalIdentity {
     std::string id;  // 64 hex
@@ -21,7 +32,10 @@ struct JournalIdentity {
 
 class Journal {
 public:
-    Journal(const JournalIdentity& who, size_t line_max);
+    // Where entries go: journald's socket unless a test says otherwise.
+    using Sender = std::function<void(const iovec* fields, size_t n)>;
+
+    Journal(const JournalIdentity& who, size_t line_max, Sender sender = {});
 
     void write(uint8_t stream, std::string_view data);
     // Sends what is held of an unterminated line (at the container's exit).
@@ -33,6 +47,7 @@ private:
     std::string unit_;
     std::string id_short_, id_full_, name_, pod_name_, pod_namespace_, identifier_;
     size_t line_max_;
+    Sender sender_;
     std::string pending_[2];
 };
 

@@ -182,7 +182,7 @@ TEST(Launch, MonitorThatDiesIsReported) {
 
 TEST(Launch, SilentMonitorTimesOut) {
     TempDir d;
-    auto l = Launch::spawn(fake_config(fake_conmon(d, "sleep 5")));
+    auto l = Launch::spawn(fake_config(fake_conmon(d, "sleep 1")));
     l.release();
     try {
         l.wait_created(200ms);
