@@ -10,14 +10,13 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
+#include "common/files.hpp"
 #include "image/unpack.hpp"
 
 namespace crisd::image {
@@ -131,8 +130,7 @@ Rootfs::Rootfs(Images& images, std::string dir) : images_(images), dir_(std::mov
             continue;
         }
         try {
-            std::ifstream in(e.path() / "rootfs.json");
-            const auto j = nlohmann::json::parse(in);
+            const auto j = nlohmann::json::parse(read_file((e.path() / "rootfs.json").string()));
             const std::string image_id = j.at("image").get<std::string>();
             images_.acquire(image_id, id);
             records_[id] = image_id;
@@ -152,27 +150,28 @@ Rootfs::Info Rootfs::create(const std::string& id, const std::string& image_ref)
     std::lock_guard lock(mu_);
     if (records_.count(id)) throw Error(Code::AlreadyExists, "container " + id + " already has a root filesystem");
     const std::string image_id = images_.acquire(image_ref, id);
-    try {
-        const std::string stage = dir_ + "/.new-" + id;
-        remove_path(stage);
-        for (const char* sub : {"", "/upper", "/work", "/merged"})
-            if (::mkdir((stage + sub).c_str(), sub[0] ? 0755 : 0700) != 0) throw_errno("creating " + stage + sub);
-        {
-            const std::string j = nlohmann::json{{"image", image_id}}.dump();
-            std::ofstream out(stage + "/rootfs.json");
-            out << j;
-            out.flush();
-            if (!out) throw Error(Code::Internal, "writing " + stage + "/rootfs.json");
+    // Until the rename, a failure removes the staging directory and releases the image.
+    struct Undo {
+        Rootfs& r;
+        std::string stage, image_id, id;
+        bool armed = true;
+        ~Undo() {
+            if (!armed) return;
+            try {
+                remove_path(stage);
+            } catch (const std::exception& e) {
+                spdlog::warn("removing {}: {}", stage, e.what());
+            }
+            r.images_.release(image_id, id);
         }
-        if (::rename(stage.c_str(), container_dir(id).c_str()) != 0) {
-            const int err = errno;
-            remove_path(stage);
-            throw_sys("creating " + container_dir(id), err);
-        }
-    } catch (...) {
-        images_.release(image_id, id);
-        throw;
-    }
+    } undo{*this, dir_ + "/.new-" + id, image_id, id};
+    const std::string& stage = undo.stage;
+    remove_path(stage);
+    for (const char* sub : {"", "/upper", "/work", "/merged"})
+        if (::mkdir((stage + sub).c_str(), sub[0] ? 0755 : 0700) != 0) throw_errno("creating " + stage + sub);
+    write_file_atomic(stage + "/rootfs.json", nlohmann::json{{"image", image_id}}.dump());
+    if (::rename(stage.c_str(), container_dir(id).c_str()) != 0) throw_errno("creating " + container_dir(id));
+    undo.armed = false;
     records_[id] = image_id;
     return info_locked(id, image_id);
 }
