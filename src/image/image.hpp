@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "image/manifest.hpp"
+
 namespace crisd::image {
 
 struct Options {
@@ -99,6 +101,11 @@ public:
     // NotFound for an unknown image.
     std::string acquire(const std::string& ref, const std::string& user);
     void release(const std::string& image_id, const std::string& user);
+
+    // The parsed config of the image `ref` names (Env, Entrypoint, Cmd,
+    // WorkingDir, User, StopSignal, ...), for the container's OCI spec;
+    // NotFound for an unknown image.
+    ImageConfig config(const std::string& ref) const;
 
     // The image's layers for an overlay mount, top first, as paths relative
     // to options().root ("l/ABCDEFGHIJ"); NotFound for an unknown image.

@@ -782,5 +782,10 @@ const Options& Images::options() const { return store_->options(); }
 std::string Images::acquire(const std::string& ref, const std::string& user) { return store_->acquire(ref, user); }
 void Images::release(const std::string& id, const std::string& user) { store_->release(id, user); }
 std::vector<std::string> Images::lower_dirs(const std::string& id) const { return store_->lower_dirs(id); }
+ImageConfig Images::config(const std::string& ref) const {
+    const auto info = store_->status(ref);
+    if (!info) throw Error(Code::NotFound, "image \"" + ref + "\" not found");
+    return parse_image_config(info->config_json);
+}
 
 }  // namespace crisd::image

@@ -155,8 +155,31 @@ ImageConfig parse_image_config(const std::string& body) {
     try {
         c.os = j.value("os", "");
         c.architecture = j.value("architecture", "");
-        if (const auto it = j.find("config"); it != j.end() && it->is_object())
-            if (const auto u = it->find("User"); u != it->end() && u->is_string()) c.user = u->get<std::string>();
+        if (const auto it = j.find("config"); it != j.end() && it->is_object()) {
+            const auto& cc = *it;
+            auto str = [&](const char* k, std::string& out) {
+                if (const auto v = cc.find(k); v != cc.end() && v->is_string()) out = v->get<std::string>();
+            };
+            auto list = [&](const char* k, std::vector<std::string>& out) {
+                if (const auto v = cc.find(k); v != cc.end() && v->is_array())
+                    for (const auto& e : *v) out.push_back(e.get<std::string>());
+            };
+            auto keys = [&](const char* k, std::vector<std::string>& out) {
+                if (const auto v = cc.find(k); v != cc.end() && v->is_object())
+                    for (auto e = v->begin(); e != v->end(); ++e) out.push_back(e.key());
+            };
+            str("User", c.user);
+            str("WorkingDir", c.working_dir);
+            str("StopSignal", c.stop_signal);
+            list("Env", c.env);
+            list("Entrypoint", c.entrypoint);
+            list("Cmd", c.cmd);
+            keys("Volumes", c.volumes);
+            keys("ExposedPorts", c.exposed_ports);
+            if (const auto v = cc.find("Labels"); v != cc.end() && v->is_object())
+                for (auto e = v->begin(); e != v->end(); ++e)
+                    if (e->is_string()) c.labels[e.key()] = e->get<std::string>();
+        }
         if (const auto r = j.find("rootfs"); r != j.end() && r->is_object())
             if (const auto d = r->find("diff_ids"); d != r->end() && d->is_array())
                 for (const auto& id : *d) c.diff_ids.push_back(id.get<std::string>());

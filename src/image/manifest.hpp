@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -58,11 +59,21 @@ Manifest parse_manifest(const std::string& body, const std::string& content_type
 const Descriptor& select_platform(const Manifest& index, const Platform& want,
                                   const std::string& what);
 
+// What a container takes from its image (the "config" object of an OCI
+// image config / Docker container config).
 struct ImageConfig {
     std::string user;
     std::string os;
     std::string architecture;
     std::vector<std::string> diff_ids;
+    std::vector<std::string> env;  // "KEY=value"
+    std::vector<std::string> entrypoint;
+    std::vector<std::string> cmd;
+    std::string working_dir;
+    std::string stop_signal;
+    std::vector<std::string> volumes;
+    std::vector<std::string> exposed_ports;
+    std::map<std::string, std::string> labels;
 };
 
 // Parses the parts of an image config crisd needs; InvalidArgument when malformed.

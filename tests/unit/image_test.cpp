@@ -187,6 +187,18 @@ TEST(Manifest, RefusesMalformedOnes) {
     EXPECT_EQ(c.user, "app");
     EXPECT_EQ(c.diff_ids.size(), 1u);
     EXPECT_EQ(code_of([] { parse_image_config("{"); }), Code::InvalidArgument);
+    const auto full = parse_image_config(R"({"architecture":"amd64","os":"linux","config":{"User":"app",
+        "Env":["PATH=/bin","FOO=bar"],"Entrypoint":["/bin/sh","-c"],"Cmd":["echo hello from config"],
+        "WorkingDir":"/work","StopSignal":"SIGINT","Volumes":{"/data":{}},"ExposedPorts":{"8080/tcp":{}},
+        "Labels":{"io.crisd.test.image":"config"}}})");
+    EXPECT_EQ(full.env, (std::vector<std::string>{"PATH=/bin", "FOO=bar"}));
+    EXPECT_EQ(full.entrypoint, (std::vector<std::string>{"/bin/sh", "-c"}));
+    EXPECT_EQ(full.cmd, (std::vector<std::string>{"echo hello from config"}));
+    EXPECT_EQ(full.working_dir, "/work");
+    EXPECT_EQ(full.stop_signal, "SIGINT");
+    EXPECT_EQ(full.volumes, (std::vector<std::string>{"/data"}));
+    EXPECT_EQ(full.exposed_ports, (std::vector<std::string>{"8080/tcp"}));
+    EXPECT_EQ(full.labels.at("io.crisd.test.image"), "config");
 }
 
 TEST(Digest, Sha256AndVerification) {

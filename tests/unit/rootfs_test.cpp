@@ -137,6 +137,8 @@ TEST_F(RootfsTest, MountsLayersWithAnUpperAndRefusesImageRemovalWhileUsed) {
     Images images(options());
     ASSERT_EQ(images.count(), 1u);
     EXPECT_EQ(images.status("example.com/app:v1")->uid.value(), 1000);
+    EXPECT_EQ(images.config("example.com/app:v1").user, "1000");
+    EXPECT_EQ(code_of([&] { images.config("example.com/none:v1"); }), Code::NotFound);
     Rootfs rootfs(images, top_ + "/rootfs");
     const auto info = rootfs.create("c1", "example.com/app:v1");
     EXPECT_EQ(info.image_id, id);
