@@ -61,6 +61,10 @@ const std::vector<Key>& scalar_keys() {
         {"crisd.image", "registries_conf",
          "containers-registries.conf(5) v2 file (and its .d drop-in directory), read at every pull.",
          StringRef([](Config& c) -> std::string& { return c.image.registries_conf; })},
+        {"crisd.image", "signature_policy",
+         "containers-policy.json(5) file: \"reject\" refuses a pull, signature requirements are refused "
+         "(not verified yet); a missing file allows every image.",
+         StringRef([](Config& c) -> std::string& { return c.image.signature_policy; })},
         {"crisd.image", "pull_progress_timeout",
          "Seconds a pull may go without receiving a byte before it fails; 0 disables the check.",
          IntRef([](Config& c) -> std::int64_t& { return c.image.pull_progress_timeout; })},
@@ -300,6 +304,7 @@ Config defaults() {
     c.api.shutdown_timeout = 10;
     c.image.global_auth_file = "";
     c.image.registries_conf = "/etc/containers/registries.conf";
+    c.image.signature_policy = "/etc/containers/policy.json";
     c.image.pull_progress_timeout = 60;
     c.image.registry_connect_timeout = 30;
     c.image.max_parallel_downloads = 3;
@@ -362,6 +367,9 @@ void validate(const Config& cfg, const std::string& origin) {
                                        " is outside 0..3600 seconds");
     if (!is_absolute(cfg.image.registries_conf))
         throw config_error(origin, "crisd.image.registries_conf: " + quote(cfg.image.registries_conf) +
+                                       " is not an absolute path");
+    if (!is_absolute(cfg.image.signature_policy))
+        throw config_error(origin, "crisd.image.signature_policy: " + quote(cfg.image.signature_policy) +
                                        " is not an absolute path");
     if (!cfg.image.global_auth_file.empty() && !is_absolute(cfg.image.global_auth_file))
         throw config_error(origin, "crisd.image.global_auth_file: " + quote(cfg.image.global_auth_file) +

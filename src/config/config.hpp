@@ -33,6 +33,7 @@ struct Config {
     struct Image {
         std::string global_auth_file;
         std::string registries_conf;
+        std::string signature_policy;
         std::int64_t pull_progress_timeout = 0;  // seconds without progress before a pull fails
         std::int64_t registry_connect_timeout = 0;  // seconds
         std::int64_t max_parallel_downloads = 0;

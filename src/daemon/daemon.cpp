@@ -98,12 +98,15 @@ int DaemonManager::run() {
                                path_env ? path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     network::Network network(cfg_.network, cfg_.root + "/network");
     network.watch();
-    image::Images images(image::Options{cfg_.root + "/images", cfg_.image.registries_conf,
-                                        cfg_.image.global_auth_file,
-                                        std::chrono::seconds(cfg_.image.pull_progress_timeout),
-                                        std::chrono::seconds(cfg_.image.registry_connect_timeout),
-                                        static_cast<int>(cfg_.image.max_parallel_downloads),
-                                        std::chrono::seconds(5)});
+    image::Images images(image::Options{
+        .root = cfg_.root + "/images",
+        .registries_conf = cfg_.image.registries_conf,
+        .global_auth_file = cfg_.image.global_auth_file,
+        .signature_policy = cfg_.image.signature_policy,
+        .pull_progress_timeout = std::chrono::seconds(cfg_.image.pull_progress_timeout),
+        .connect_timeout = std::chrono::seconds(cfg_.image.registry_connect_timeout),
+        .max_parallel_downloads = static_cast<int>(cfg_.image.max_parallel_downloads),
+        .progress_log_interval = std::chrono::seconds(5)});
     image::Rootfs rootfs(images, cfg_.root + "/rootfs");
     // Connects to the system bus on first use: only a pod with a slice needs it.
     const auto systemd_manager = systemd::make_manager();

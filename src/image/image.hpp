@@ -28,6 +28,7 @@ struct Options {
     std::string root;  // <crisd.root>/images
     std::string registries_conf = "/etc/containers/registries.conf";
     std::string global_auth_file;  // empty: the standard auth files
+    std::string signature_policy = "/etc/containers/policy.json";  // missing file: allow all
     std::chrono::seconds pull_progress_timeout{60};
     std::chrono::seconds connect_timeout{30};
     int max_parallel_downloads = 3;

@@ -26,6 +26,7 @@
 #include "image/auth.hpp"
 #include "image/digest.hpp"
 #include "image/manifest.hpp"
+#include "image/policy.hpp"
 #include "image/reference.hpp"
 #include "image/registries.hpp"
 #include "image/registry.hpp"
@@ -647,6 +648,8 @@ std::string Store::pull_once(const std::string& text, const PullAuth& auth) {
 
     std::optional<Error> first_error;
     for (const auto& candidate : candidates) {
+        // The policy speaks of the name asked for, not of the mirror it comes from.
+        check_policy_file(opt_.signature_policy, candidate);
         for (const auto& src : pull_sources(conf, candidate)) {
             const std::string where = src.ref.str() + (src.mirror ? " (mirror of " + candidate.str() + ")" : "");
             try {

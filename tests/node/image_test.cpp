@@ -635,3 +635,22 @@ TEST_F(ImageFaults, SlowPullLogsProgressAndIsNotCancelled) {
     EXPECT_NE(log.find("pull 127.0.0.1:5999/trickle: "), std::string::npos) << log;
     EXPECT_NE(log.find(" MiB"), std::string::npos) << log;
 }
+
+// /etc/containers/policy.json: "reject" refuses, signature requirements are
+// refused (not verified), the rest follows "default".
+TEST(ImagePolicy, RejectAndSignatureRequirements) {
+    auto c = client();
+    must("rm -rf /tmp/containers-etc && cp -a /etc/containers /tmp/containers-etc && "
+         "mount --bind /tmp/containers-etc /etc/containers");
+    must("printf '%s' '{\"default\":[{\"type\":\"insecureAcceptAnything\"}],\"transports\":{\"docker\":{"
+         "\"127.0.0.1:5000/plain\":[{\"type\":\"reject\"}],"
+         "\"127.0.0.1:5000/config\":[{\"type\":\"signedBy\",\"keyType\":\"GPGKeys\",\"keyPath\":\"/nonexistent\"}]}}}'"
+         " > /etc/containers/policy.json");
+    const auto rejected = try_pull(c, kReg + "/plain:latest");
+    const auto unsigned_ = try_pull(c, kReg + "/config:latest");
+    const auto allowed = try_pull(c, kReg + "/busybox:latest");
+    sh("umount /etc/containers; rm -rf /tmp/containers-etc");
+    EXPECT_EQ(rejected.error_code(), grpc::StatusCode::PERMISSION_DENIED) << rejected.error_message();
+    EXPECT_EQ(unsigned_.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << unsigned_.error_message();
+    EXPECT_TRUE(allowed.ok()) << allowed.error_message();
+}

@@ -6,6 +6,7 @@
 #include "image/auth.hpp"
 #include "image/digest.hpp"
 #include "image/manifest.hpp"
+#include "image/policy.hpp"
 #include "image/reference.hpp"
 #include "image/registries.hpp"
 #include "image/registry.hpp"
@@ -254,4 +255,24 @@ TEST(Rootfs, OverlayOptionsFitManyLayers) {
     lowers.resize(500, "l/ABCDEFGHIJ");
     EXPECT_EQ(code_of([&] { overlay_options(lowers, "/u", "/w"); }), Code::InvalidArgument);
     EXPECT_EQ(code_of([&] { overlay_options({}, "/u", "/w"); }), Code::InvalidArgument);
+}
+
+TEST(Policy, AcceptRejectAndSignatureRequirements) {
+    const std::string policy = R"({
+        "default": [{"type": "insecureAcceptAnything"}],
+        "transports": {"docker": {
+            "evil.io": [{"type": "reject"}],
+            "quay.io/signed": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/k.gpg"}],
+            "*.blocked.example": [{"type": "reject"}]}}})";
+    EXPECT_EQ(code_of([&] { check_policy(policy, "p", normalize_reference("busybox")); }), Code::Ok);
+    EXPECT_EQ(code_of([&] { check_policy(policy, "p", normalize_reference("evil.io/x/y")); }), Code::PermissionDenied);
+    EXPECT_EQ(code_of([&] { check_policy(policy, "p", normalize_reference("quay.io/signed/app")); }),
+              Code::FailedPrecondition);
+    EXPECT_EQ(code_of([&] { check_policy(policy, "p", normalize_reference("quay.io/other")); }), Code::Ok);
+    EXPECT_EQ(code_of([&] { check_policy(policy, "p", normalize_reference("a.blocked.example/x")); }),
+              Code::PermissionDenied);
+    EXPECT_EQ(code_of([&] { check_policy(R"({"default":[{"type":"reject"}]})", "p", normalize_reference("a/b")); }),
+              Code::PermissionDenied);
+    EXPECT_EQ(code_of([&] { check_policy("{", "p", normalize_reference("a/b")); }), Code::FailedPrecondition);
+    EXPECT_EQ(code_of([&] { check_policy_file("/nonexistent/policy.json", normalize_reference("a/b")); }), Code::Ok);
 }
