@@ -56,7 +56,7 @@ struct ImageInfo {
     std::optional<std::int64_t> uid;  // from the config's User when numeric
     std::string username;             // from the config's User when a name
     std::string manifest_digest;
-    std::string config_json;
+    std::string config_json;  // ImageStatus only (empty from list())
     std::vector<std::string> layers;  // layer blob digests, lowest first
     std::int64_t pulled_at_ns = 0;
 };

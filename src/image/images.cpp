@@ -165,10 +165,10 @@ public:
         std::lock_guard lock(mu_);
         std::vector<ImageInfo> out;
         if (!ref.empty()) {
-            if (const Record* r = find_locked(ref)) out.push_back(info(*r));
+            if (const Record* r = find_locked(ref)) out.push_back(info(*r, false));
             return out;
         }
-        for (const auto& [id, r] : images_) out.push_back(info(r));
+        for (const auto& [id, r] : images_) out.push_back(info(r, false));
         return out;
     }
     std::optional<ImageInfo> status(const std::string& ref) const {
@@ -222,7 +222,8 @@ private:
         return ::stat((layer_dir(digest) + "/link").c_str(), &st) == 0;
     }
 
-    ImageInfo info(const Record& r) const {
+    // With `config`, the config JSON too (a file read: ImageStatus, not ListImages).
+    ImageInfo info(const Record& r, bool config = true) const {
         ImageInfo i;
         i.id = r.id;
         i.repo_tags = r.repo_tags;
@@ -241,9 +242,11 @@ private:
         } else {
             i.username = user;
         }
-        try {
-            i.config_json = read_text(blob_path(r.config_digest));
-        } catch (const Error&) {
+        if (config) {
+            try {
+                i.config_json = read_text(blob_path(r.config_digest));
+            } catch (const Error&) {
+            }
         }
         return i;
     }
