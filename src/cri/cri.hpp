@@ -11,6 +11,7 @@ class Service;
 namespace crisd::runtime {
 class Handlers;
 class PodManager;
+class ContainerManager;
 }
 namespace crisd::network {
 class Network;
@@ -29,6 +30,7 @@ struct Backends {
     image::Images* images = nullptr;  // null: the ImageService answers UNAVAILABLE
     image::Rootfs* rootfs = nullptr;  // container root filesystems (ImageFsInfo)
     runtime::PodManager* pods = nullptr;  // null: the pod RPCs answer UNIMPLEMENTED
+    runtime::ContainerManager* containers = nullptr;  // null: the container RPCs answer UNIMPLEMENTED
 };
 
 std::unique_ptr<grpc::Service> make_runtime_service(const Backends& backends);

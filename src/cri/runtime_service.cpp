@@ -9,6 +9,8 @@
 #include "cri/call.hpp"
 #include "cri/cri.hpp"
 #include "network/network.hpp"
+#include "monitor/monitor.hpp"
+#include "runtime/containers.hpp"
 #include "runtime/handlers.hpp"
 #include "runtime/pods.hpp"
 #include "runtime/status.hpp"
@@ -109,6 +111,114 @@ void fill_status(v1::PodSandboxStatus* out, const runtime::PodRecord& r) {
     out->mutable_labels()->insert(r.config.labels.begin(), r.config.labels.end());
     out->mutable_annotations()->insert(r.config.annotations.begin(), r.config.annotations.end());
     out->set_runtime_handler(r.runtime_handler);
+}
+
+
+// ---- containers ----
+
+runtime::ContainerConfig container_config(const v1::ContainerConfig& in) {
+    runtime::ContainerConfig c;
+    c.metadata = {in.metadata().name(), in.metadata().attempt()};
+    c.image = in.image().image();
+    c.command.assign(in.command().begin(), in.command().end());
+    c.args.assign(in.args().begin(), in.args().end());
+    c.working_dir = in.working_dir();
+    for (const auto& kv : in.envs()) c.envs.emplace_back(kv.key(), kv.value());
+    for (const auto& m : in.mounts()) {
+        if (m.host_path().empty())
+            throw Error(Code::InvalidArgument, "mount " + m.container_path() + " has no host path");
+        c.mounts.push_back({m.container_path(), m.host_path(), m.readonly(),
+                            static_cast<runtime::Propagation>(m.propagation())});
+    }
+    for (const auto& d : in.devices())
+        c.devices.push_back({d.container_path(), d.host_path(), d.permissions()});
+    c.labels.insert(in.labels().begin(), in.labels().end());
+    c.annotations.insert(in.annotations().begin(), in.annotations().end());
+    c.log_path = in.log_path();
+    c.stdin = in.stdin();
+    c.stdin_once = in.stdin_once();
+    c.tty = in.tty();
+    if (in.stop_signal() != v1::RUNTIME_DEFAULT) c.stop_signal = v1::Signal_Name(in.stop_signal());
+    if (in.has_linux()) {
+        const auto& l = in.linux();
+        if (l.has_resources()) {
+            const auto& r = l.resources();
+            if (r.cpu_period() < 0 || r.cpu_quota() < 0 || r.cpu_shares() < 0 || r.memory_limit_in_bytes() < 0)
+                throw Error(Code::InvalidArgument, "negative resource value");
+            c.resources = {r.cpu_period(), r.cpu_quota(), r.cpu_shares(), r.memory_limit_in_bytes(),
+                           r.oom_score_adj(), r.cpuset_cpus(), r.cpuset_mems()};
+        }
+        if (l.has_security_context()) {
+            const auto& sc = l.security_context();
+            c.privileged = sc.privileged();
+            c.readonly_rootfs = sc.readonly_rootfs();
+            c.no_new_privs = sc.no_new_privs();
+            if (sc.has_run_as_user()) c.run_as_user = sc.run_as_user().value();
+            c.run_as_username = sc.run_as_username();
+            if (sc.has_run_as_group()) c.run_as_group = sc.run_as_group().value();
+            c.supplemental_groups.assign(sc.supplemental_groups().begin(), sc.supplemental_groups().end());
+            if (sc.has_capabilities()) {
+                c.add_capabilities.assign(sc.capabilities().add_capabilities().begin(),
+                                          sc.capabilities().add_capabilities().end());
+                c.drop_capabilities.assign(sc.capabilities().drop_capabilities().begin(),
+                                           sc.capabilities().drop_capabilities().end());
+            }
+            c.masked_paths.assign(sc.masked_paths().begin(), sc.masked_paths().end());
+            c.readonly_paths.assign(sc.readonly_paths().begin(), sc.readonly_paths().end());
+            if (sc.has_namespace_options()) c.pid = mode_of(sc.namespace_options().pid());
+        }
+    }
+    return c;
+}
+
+v1::ContainerState proto_state(runtime::ContainerState s) { return static_cast<v1::ContainerState>(s); }
+
+void fill_container(v1::Container* out, const runtime::ContainerRecord& r) {
+    out->set_id(r.id);
+    out->set_pod_sandbox_id(r.pod_id);
+    out->mutable_metadata()->set_name(r.config.metadata.name);
+    out->mutable_metadata()->set_attempt(r.config.metadata.attempt);
+    out->mutable_image()->set_image(r.config.image);
+    out->set_image_ref(r.image_ref);
+    out->set_image_id(r.image_id);
+    out->set_state(proto_state(r.state));
+    out->set_created_at(r.created_at);
+    out->mutable_labels()->insert(r.config.labels.begin(), r.config.labels.end());
+    out->mutable_annotations()->insert(r.config.annotations.begin(), r.config.annotations.end());
+}
+
+void fill_container_status(v1::ContainerStatus* out, const runtime::ContainerRecord& r) {
+    out->set_id(r.id);
+    out->mutable_metadata()->set_name(r.config.metadata.name);
+    out->mutable_metadata()->set_attempt(r.config.metadata.attempt);
+    out->set_state(proto_state(r.state));
+    out->set_created_at(r.created_at);
+    out->set_started_at(r.started_at);
+    out->set_finished_at(r.finished_at);
+    out->set_exit_code(r.exit_code);
+    out->mutable_image()->set_image(r.config.image);
+    out->set_image_ref(r.image_ref);
+    out->set_image_id(r.image_id);
+    out->set_reason(r.reason);
+    out->set_message(r.message);
+    out->mutable_labels()->insert(r.config.labels.begin(), r.config.labels.end());
+    out->mutable_annotations()->insert(r.config.annotations.begin(), r.config.annotations.end());
+    for (const auto& m : r.config.mounts) {
+        auto* pm = out->add_mounts();
+        pm->set_container_path(m.container_path);
+        pm->set_host_path(m.host_path);
+        pm->set_readonly(m.readonly);
+        pm->set_propagation(static_cast<v1::MountPropagation>(m.propagation));
+    }
+    out->set_log_path(r.log_path);
+    auto* lr = out->mutable_resources()->mutable_linux();
+    lr->set_cpu_period(r.config.resources.cpu_period);
+    lr->set_cpu_quota(r.config.resources.cpu_quota);
+    lr->set_cpu_shares(r.config.resources.cpu_shares);
+    lr->set_memory_limit_in_bytes(r.config.resources.memory_limit);
+    lr->set_oom_score_adj(r.config.resources.oom_score_adj);
+    lr->set_cpuset_cpus(r.config.resources.cpuset_cpus);
+    lr->set_cpuset_mems(r.config.resources.cpuset_mems);
 }
 
 std::int64_t now_ns() {
@@ -220,15 +330,103 @@ public:
         });
     }
 
-    CRISD_UNIMPLEMENTED(CreateContainer)
-    CRISD_UNIMPLEMENTED(StartContainer)
-    CRISD_UNIMPLEMENTED(StopContainer)
-    CRISD_UNIMPLEMENTED(RemoveContainer)
-    CRISD_UNIMPLEMENTED(ListContainers)
-    CRISD_UNIMPLEMENTED(ContainerStatus)
-    CRISD_UNIMPLEMENTED(UpdateContainerResources)
-    CRISD_UNIMPLEMENTED(ReopenContainerLog)
-    CRISD_UNIMPLEMENTED(ExecSync)
+    grpc::Status CreateContainer(ServerContext* ctx, const v1::CreateContainerRequest* req,
+                                 v1::CreateContainerResponse* resp) override {
+        return call("CreateContainer", [&] {
+            auto& containers = containers_or_unimplemented("CreateContainer");
+            if (!req->has_config() || !req->config().has_metadata())
+                throw Error(Code::InvalidArgument, "CreateContainer: config.metadata is required");
+            if (req->pod_sandbox_id().empty())
+                throw Error(Code::InvalidArgument, "CreateContainer: pod_sandbox_id is required");
+            const auto config = container_config(req->config());
+            resp->set_container_id(
+                containers.create(req->pod_sandbox_id(), config, [ctx] { return ctx->IsCancelled(); }));
+        });
+    }
+
+    grpc::Status StartContainer(ServerContext*, const v1::StartContainerRequest* req,
+                                v1::StartContainerResponse*) override {
+        return call("StartContainer",
+                    [&] { containers_or_unimplemented("StartContainer").start(req->container_id()); });
+    }
+
+    grpc::Status StopContainer(ServerContext*, const v1::StopContainerRequest* req,
+                               v1::StopContainerResponse*) override {
+        return call("StopContainer", [&] {
+            containers_or_unimplemented("StopContainer")
+                .stop(req->container_id(), std::chrono::seconds(std::max<std::int64_t>(0, req->timeout())));
+        });
+    }
+
+    grpc::Status RemoveContainer(ServerContext*, const v1::RemoveContainerRequest* req,
+                                 v1::RemoveContainerResponse*) override {
+        return call("RemoveContainer",
+                    [&] { containers_or_unimplemented("RemoveContainer").remove(req->container_id()); });
+    }
+
+    grpc::Status ListContainers(ServerContext*, const v1::ListContainersRequest* req,
+                                v1::ListContainersResponse* resp) override {
+        return call("ListContainers", [&] {
+            runtime::ContainerFilter filter;
+            if (req->has_filter()) {
+                const auto& f = req->filter();
+                filter.id = f.id();
+                filter.pod_id = f.pod_sandbox_id();
+                if (f.has_state()) filter.state = static_cast<runtime::ContainerState>(f.state().state());
+                filter.label_selector.insert(f.label_selector().begin(), f.label_selector().end());
+            }
+            for (const auto& r : containers_or_unimplemented("ListContainers").list(filter))
+                fill_container(resp->add_containers(), r);
+        });
+    }
+
+    grpc::Status ContainerStatus(ServerContext*, const v1::ContainerStatusRequest* req,
+                                 v1::ContainerStatusResponse* resp) override {
+        return call("ContainerStatus", [&] {
+            const auto r = containers_or_unimplemented("ContainerStatus").status(req->container_id());
+            fill_container_status(resp->mutable_status(), r);
+            if (req->verbose()) {
+                auto j = runtime::to_json(r);
+                (*resp->mutable_info())["info"] = j.dump();
+            }
+        });
+    }
+
+    grpc::Status ExecSync(ServerContext*, const v1::ExecSyncRequest* req, v1::ExecSyncResponse* resp) override {
+        return call("ExecSync", [&] {
+            const std::vector<std::string> cmd(req->cmd().begin(), req->cmd().end());
+            const auto r = containers_or_unimplemented("ExecSync")
+                               .exec_sync(req->container_id(), cmd,
+                                          std::chrono::seconds(std::max<std::int64_t>(0, req->timeout())));
+            if (r.timed_out)
+                throw Error(Code::DeadlineExceeded, "ExecSync: command timed out after " +
+                                                        std::to_string(req->timeout()) + " s");
+            resp->set_stdout(r.out);
+            resp->set_stderr(r.err);
+            resp->set_exit_code(r.exit_code);
+        });
+    }
+
+    grpc::Status ReopenContainerLog(ServerContext*, const v1::ReopenContainerLogRequest* req,
+                                    v1::ReopenContainerLogResponse*) override {
+        return call("ReopenContainerLog",
+                    [&] { containers_or_unimplemented("ReopenContainerLog").reopen_log(req->container_id()); });
+    }
+
+    grpc::Status UpdateContainerResources(ServerContext*, const v1::UpdateContainerResourcesRequest* req,
+                                          v1::UpdateContainerResourcesResponse*) override {
+        return call("UpdateContainerResources", [&] {
+            auto& containers = containers_or_unimplemented("UpdateContainerResources");
+            if (!req->has_linux())
+                throw Error(Code::InvalidArgument, "UpdateContainerResources: linux resources are required");
+            const auto& r = req->linux();
+            if (r.cpu_period() < 0 || r.cpu_quota() < 0 || r.cpu_shares() < 0 || r.memory_limit_in_bytes() < 0)
+                throw Error(Code::InvalidArgument, "UpdateContainerResources: negative resource value");
+            containers.update_resources(req->container_id(),
+                                        {r.cpu_period(), r.cpu_quota(), r.cpu_shares(), r.memory_limit_in_bytes(),
+                                         r.oom_score_adj(), r.cpuset_cpus(), r.cpuset_mems()});
+        });
+    }
     CRISD_UNIMPLEMENTED(Exec)
     CRISD_UNIMPLEMENTED(Attach)
     CRISD_UNIMPLEMENTED(PortForward)
@@ -274,6 +472,11 @@ private:
     runtime::PodManager& pods_or_unimplemented(const char* rpc) const {
         if (!b_.pods) unimplemented(rpc);
         return *b_.pods;
+    }
+
+    runtime::ContainerManager& containers_or_unimplemented(const char* rpc) const {
+        if (!b_.containers) unimplemented(rpc);
+        return *b_.containers;
     }
 
     const Backends& b_;

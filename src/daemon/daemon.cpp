@@ -19,6 +19,7 @@
 #include "image/image.hpp"
 #include "image/rootfs.hpp"
 #include "network/network.hpp"
+#include "runtime/containers.hpp"
 #include "runtime/handlers.hpp"
 #include "runtime/pods.hpp"
 #include "runtime/status.hpp"
@@ -113,8 +114,15 @@ int DaemonManager::run() {
     runtime::PodManager pods(runtime::PodOptions{cfg_.root, cfg_.runroot, cfg_.runtime.pod_shm_size},
                              handlers, network, *systemd_manager);
     pods.load();
-    const cri::Backends backends{
-        .handlers = handlers, .network = network, .images = &images, .rootfs = &rootfs, .pods = &pods};
+    runtime::ContainerManager containers(runtime::ContainerOptions{cfg_.root, cfg_.runroot, ""}, handlers, pods,
+                                         images, rootfs, *systemd_manager);
+    containers.load();
+    const cri::Backends backends{.handlers = handlers,
+                                 .network = network,
+                                 .images = &images,
+                                 .rootfs = &rootfs,
+                                 .pods = &pods,
+                                 .containers = &containers};
     auto runtime_service = cri::make_runtime_service(backends);
     auto image_service = cri::make_image_service(backends);
 

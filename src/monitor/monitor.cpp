@@ -10,6 +10,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
+#include <vector>
 
 #include "common/error.hpp"
 #include "crisd_build.hpp"
@@ -133,8 +135,20 @@ Launch Launch::spawn(const Config& cfg, std::chrono::milliseconds timeout) {
         posix_spawnattr_setsigmask(&attr, &none);
         posix_spawnattr_setsigdefault(&attr, &all);
         posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        // Not crisd's systemd protocol variables: with NOTIFY_SOCKET set,
+        // `runc start` waits for the container to send READY=1 (seen: every
+        // start of a long-running container hung until it exited).
+        std::vector<char*> env;
+        for (char** e = environ; *e; ++e) {
+            const std::string_view v(*e);
+            if (v.starts_with("NOTIFY_SOCKET=") || v.starts_with("LISTEN_PID=") ||
+                v.starts_with("LISTEN_FDS=") || v.starts_with("LISTEN_FDNAMES="))
+                continue;
+            env.push_back(*e);
+        }
+        env.push_back(nullptr);
         pid_t child = -1;
-        const int rc = ::posix_spawn(&child, argv[0], &fa, &attr, argv.data(), environ);
+        const int rc = ::posix_spawn(&child, argv[0], &fa, &attr, argv.data(), env.data());
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);
         if (rc != 0) throw_sys("spawning " + args[0], rc);

@@ -1,0 +1,551 @@
+#include "runtime/container.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.hpp"
+#include "common/files.hpp"
+
+namespace crisd::runtime {
+namespace {
+
+using json = nlohmann::json;
+
+const char* const kAllCaps[] = {
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"};
+
+// CRI-O's default_capabilities.
+const char* const kDefaultCaps[] = {"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
+                                    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+                                    "CAP_KILL"};
+
+const char* const kMaskedPaths[] = {"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                                    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                                    "/proc/scsi", "/sys/firmware", "/sys/dev/block", "/proc/interrupts"};
+const char* const kReadonlyPaths[] = {"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                      "/proc/sysrq-trigger"};
+
+std::string cap_name(std::string c) {
+    for (auto& ch : c) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    if (c.rfind("CAP_", 0) != 0) c = "CAP_" + c;
+    return c;
+}
+
+std::vector<std::string> strings(const json& j) {
+    std::vector<std::string> out;
+    if (j.is_array())
+        for (const auto& s : j)
+            if (s.is_string()) out.push_back(s.get<std::string>());
+    return out;
+}
+
+bool all_digits(const std::string& s) {
+    return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// name:x:uid:gid:gecos:home:shell lines.
+struct PasswdEntry {
+    std::string name;
+    std::uint32_t uid = 0, gid = 0;
+    std::string home;
+};
+std::vector<PasswdEntry> read_passwd(const std::string& path) {
+    std::vector<PasswdEntry> out;
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+        std::vector<std::string> f;
+        std::stringstream ss(line);
+        std::string part;
+        while (std::getline(ss, part, ':')) f.push_back(part);
+        if (f.size() < 4 || !all_digits(f[2]) || !all_digits(f[3])) continue;
+        out.push_back({f[0], static_cast<std::uint32_t>(std::stoul(f[2])),
+                       static_cast<std::uint32_t>(std::stoul(f[3])), f.size() > 5 ? f[5] : "/"});
+    }
+    return out;
+}
+// name:x:gid:members lines.
+struct GroupEntry {
+    std::string name;
+    std::uint32_t gid = 0;
+    std::vector<std::string> members;
+};
+std::vector<GroupEntry> read_group(const std::string& path) {
+    std::vector<GroupEntry> out;
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+        std::vector<std::string> f;
+        std::stringstream ss(line);
+        std::string part;
+        while (std::getline(ss, part, ':')) f.push_back(part);
+        if (f.size() < 3 || !all_digits(f[2])) continue;
+        GroupEntry g{f[0], static_cast<std::uint32_t>(std::stoul(f[2])), {}};
+        if (f.size() > 3) {
+            std::stringstream ms(f[3]);
+            while (std::getline(ms, part, ','))
+                if (!part.empty()) g.members.push_back(part);
+        }
+        out.push_back(std::move(g));
+    }
+    return out;
+}
+
+json bind_mount(const std::string& dest, const std::string& src, bool ro,
+          const std::string& propagation = "rprivate") {
+    json opts = json::array({"rbind", propagation});
+    opts.push_back(ro ? "ro" : "rw");
+    opts.push_back("nosuid");
+    opts.push_back("nodev");
+    return {{"destination", dest}, {"type", "bind"}, {"source", src}, {"options", opts}};
+}
+
+}  // namespace
+
+json to_json(const ContainerRecord& r) {
+    const auto& c = r.config;
+    json mounts = json::array();
+    for (const auto& m : c.mounts)
+        mounts.push_back({{"container_path", m.container_path}, {"host_path", m.host_path},
+                          {"readonly", m.readonly}, {"propagation", static_cast<int>(m.propagation)}});
+    json devices = json::array();
+    for (const auto& d : c.devices)
+        devices.push_back({{"container_path", d.container_path}, {"host_path", d.host_path},
+                           {"permissions", d.permissions}});
+    json envs = json::array();
+    for (const auto& [k, v] : c.envs) envs.push_back({k, v});
+    json config = {
+        {"name", c.metadata.name}, {"attempt", c.metadata.attempt}, {"image", c.image},
+        {"command", c.command}, {"args", c.args}, {"working_dir", c.working_dir}, {"envs", envs},
+        {"mounts", mounts}, {"devices", devices}, {"labels", c.labels}, {"annotations", c.annotations},
+        {"log_path", c.log_path}, {"stdin", c.stdin}, {"stdin_once", c.stdin_once}, {"tty", c.tty},
+        {"privileged", c.privileged}, {"readonly_rootfs", c.readonly_rootfs},
+        {"resources",
+         {{"cpu_period", c.resources.cpu_period}, {"cpu_quota", c.resources.cpu_quota},
+          {"cpu_shares", c.resources.cpu_shares}, {"memory_limit", c.resources.memory_limit},
+          {"oom_score_adj", c.resources.oom_score_adj}, {"cpuset_cpus", c.resources.cpuset_cpus},
+          {"cpuset_mems", c.resources.cpuset_mems}}}};
+    return {{"id", r.id}, {"pod_id", r.pod_id}, {"config", config}, {"state", static_cast<int>(r.state)},
+            {"creating", r.creating}, {"image_id", r.image_id}, {"image_ref", r.image_ref},
+            {"runtime_handler", r.runtime_handler}, {"runtime_path", r.runtime_path},
+            {"runtime_root", r.runtime_root}, {"slice", r.slice}, {"bundle", r.bundle},
+            {"rootfs", r.rootfs}, {"log_path", r.log_path}, {"pid", r.pid},
+            {"monitor_pid", r.monitor_pid}, {"stop_signal", r.stop_signal},
+            {"created_at", r.created_at}, {"started_at", r.started_at},
+            {"finished_at", r.finished_at}, {"exit_code", r.exit_code}, {"oom_killed", r.oom_killed},
+            {"reason", r.reason}, {"message", r.message}, {"pod_name", r.pod_name},
+            {"pod_namespace", r.pod_namespace}, {"pod_uid", r.pod_uid}};
+}
+
+ContainerRecord container_from_json(const json& j) {
+    try {
+        ContainerRecord r;
+        r.id = j.at("id").get<std::string>();
+        r.pod_id = j.at("pod_id").get<std::string>();
+        const auto& c = j.at("config");
+        auto& o = r.config;
+        o.metadata.name = c.at("name").get<std::string>();
+        o.metadata.attempt = c.at("attempt").get<std::uint32_t>();
+        o.image = c.at("image").get<std::string>();
+        o.command = c.at("command").get<std::vector<std::string>>();
+        o.args = c.at("args").get<std::vector<std::string>>();
+        o.working_dir = c.at("working_dir").get<std::string>();
+        for (const auto& e : c.at("envs")) o.envs.emplace_back(e.at(0).get<std::string>(), e.at(1).get<std::string>());
+        for (const auto& m : c.at("mounts"))
+            o.mounts.push_back({m.at("container_path").get<std::string>(), m.at("host_path").get<std::string>(),
+                                m.at("readonly").get<bool>(), static_cast<Propagation>(m.at("propagation").get<int>())});
+        for (const auto& d : c.at("devices"))
+            o.devices.push_back({d.at("container_path").get<std::string>(), d.at("host_path").get<std::string>(),
+                                 d.at("permissions").get<std::string>()});
+        o.labels = c.at("labels").get<std::map<std::string, std::string>>();
+        o.annotations = c.at("annotations").get<std::map<std::string, std::string>>();
+        o.log_path = c.at("log_path").get<std::string>();
+        o.stdin = c.at("stdin").get<bool>();
+        o.stdin_once = c.at("stdin_once").get<bool>();
+        o.tty = c.at("tty").get<bool>();
+        o.privileged = c.at("privileged").get<bool>();
+        o.readonly_rootfs = c.at("readonly_rootfs").get<bool>();
+        const auto& res = c.at("resources");
+        o.resources = {res.at("cpu_period").get<std::int64_t>(), res.at("cpu_quota").get<std::int64_t>(),
+                       res.at("cpu_shares").get<std::int64_t>(), res.at("memory_limit").get<std::int64_t>(),
+                       res.at("oom_score_adj").get<std::int64_t>(), res.at("cpuset_cpus").get<std::string>(),
+                       res.at("cpuset_mems").get<std::string>()};
+        r.state = static_cast<ContainerState>(j.at("state").get<int>());
+        r.creating = j.at("creating").get<bool>();
+        r.image_id = j.at("image_id").get<std::string>();
+        r.image_ref = j.at("image_ref").get<std::string>();
+        r.runtime_handler = j.at("runtime_handler").get<std::string>();
+        r.runtime_path = j.at("runtime_path").get<std::string>();
+        r.runtime_root = j.at("runtime_root").get<std::string>();
+        r.slice = j.at("slice").get<std::string>();
+        r.bundle = j.at("bundle").get<std::string>();
+        r.rootfs = j.at("rootfs").get<std::string>();
+        r.log_path = j.at("log_path").get<std::string>();
+        r.pid = j.at("pid").get<std::int32_t>();
+        r.monitor_pid = j.at("monitor_pid").get<std::int32_t>();
+        r.stop_signal = j.at("stop_signal").get<int>();
+        r.created_at = j.at("created_at").get<std::int64_t>();
+        r.started_at = j.at("started_at").get<std::int64_t>();
+        r.finished_at = j.at("finished_at").get<std::int64_t>();
+        r.exit_code = j.at("exit_code").get<int>();
+        r.oom_killed = j.at("oom_killed").get<bool>();
+        r.reason = j.at("reason").get<std::string>();
+        r.message = j.at("message").get<std::string>();
+        r.pod_name = j.at("pod_name").get<std::string>();
+        r.pod_namespace = j.at("pod_namespace").get<std::string>();
+        r.pod_uid = j.at("pod_uid").get<std::string>();
+        return r;
+    } catch (const json::exception& e) {
+        throw Error(Code::DataLoss, std::string("container record: ") + e.what());
+    }
+}
+
+bool matches(const ContainerFilter& f, const ContainerRecord& r) {
+    if (!f.id.empty() && r.id.rfind(f.id, 0) != 0) return false;
+    if (!f.pod_id.empty() && r.pod_id.rfind(f.pod_id, 0) != 0) return false;
+    if (f.state && *f.state != r.state) return false;
+    for (const auto& [k, v] : f.label_selector) {
+        auto it = r.config.labels.find(k);
+        if (it == r.config.labels.end() || it->second != v) return false;
+    }
+    return true;
+}
+
+ImageConfig parse_image_config(const std::string& config_json) {
+    ImageConfig out;
+    if (config_json.empty()) return out;
+    const auto j = json::parse(config_json, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) throw Error(Code::DataLoss, "the image's config is not JSON");
+    const auto it = j.find("config");
+    if (it == j.end() || !it->is_object()) return out;
+    const auto& c = *it;
+    if (c.contains("Entrypoint")) out.entrypoint = strings(c["Entrypoint"]);
+    if (c.contains("Cmd")) out.cmd = strings(c["Cmd"]);
+    if (c.contains("Env")) out.env = strings(c["Env"]);
+    if (c.contains("WorkingDir") && c["WorkingDir"].is_string()) out.working_dir = c["WorkingDir"];
+    if (c.contains("User") && c["User"].is_string()) out.user = c["User"];
+    if (c.contains("StopSignal") && c["StopSignal"].is_string()) out.stop_signal = c["StopSignal"];
+    return out;
+}
+
+std::vector<std::string> process_args(const ContainerConfig& c, const ImageConfig& image) {
+    std::vector<std::string> out;
+    if (!c.command.empty()) {
+        out = c.command;
+        out.insert(out.end(), c.args.begin(), c.args.end());
+    } else {
+        out = image.entrypoint;
+        const auto& args = c.args.empty() ? image.cmd : c.args;
+        out.insert(out.end(), args.begin(), args.end());
+    }
+    if (out.empty())
+        throw Error(Code::InvalidArgument, "container " + c.metadata.name +
+                                               ": no command: neither the CRI config nor the image " +
+                                               c.image + " gives one");
+    return out;
+}
+
+int signal_number(const std::string& name) {
+    if (all_digits(name)) {
+        const int n = std::stoi(name);
+        if (n > 0 && n < 65) return n;
+    }
+    std::string s = name;
+    for (auto& ch : s) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    if (s.rfind("SIG", 0) == 0) s = s.substr(3);
+    static const std::pair<const char*, int> kSignals[] = {
+        {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"KILL", SIGKILL}, {"USR1", SIGUSR1},
+        {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"PWR", SIGPWR}, {"WINCH", SIGWINCH}, {"STOP", SIGSTOP},
+        {"CONT", SIGCONT}, {"ABRT", SIGABRT}, {"ALRM", SIGALRM}};
+    for (const auto& [n, v] : kSignals)
+        if (s == n) return v;
+    if (s.rfind("RTMIN+", 0) == 0 && all_digits(s.substr(6))) return SIGRTMIN + std::stoi(s.substr(6));
+    throw Error(Code::InvalidArgument, "unknown signal \"" + name + "\"");
+}
+
+ResolvedUser resolve_user(const ContainerConfig& c, const ImageConfig& image, const std::string& rootfs) {
+    ResolvedUser u;
+    std::string user_part, group_part;
+    std::optional<std::uint32_t> uid;
+    std::string username;
+    if (c.run_as_user) {
+        uid = static_cast<std::uint32_t>(*c.run_as_user);
+    } else if (!c.run_as_username.empty()) {
+        username = c.run_as_username;
+    } else if (!image.user.empty()) {
+        const auto colon = image.user.find(':');
+        user_part = image.user.substr(0, colon);
+        if (colon != std::string::npos) group_part = image.user.substr(colon + 1);
+        if (all_digits(user_part))
+            uid = static_cast<std::uint32_t>(std::stoul(user_part));
+        else
+            username = user_part;
+    } else {
+        uid = 0;
+    }
+    const auto passwd = read_passwd(rootfs + "/etc/passwd");
+    bool found = false;
+    if (uid) {
+        u.uid = *uid;
+        u.gid = *uid == 0 ? 0 : *uid;
+        for (const auto& p : passwd)
+            if (p.uid == *uid) {
+                u.gid = p.gid;
+                u.home = p.home;
+                username = p.name;
+                found = true;
+                break;
+            }
+        if (!found) u.gid = 0;  // what runc and CRI-O do for an unknown uid
+    } else {
+        for (const auto& p : passwd)
+            if (p.name == username) {
+                u.uid = p.uid;
+                u.gid = p.gid;
+                u.home = p.home;
+                found = true;
+                break;
+            }
+        if (!found)
+            throw Error(Code::NotFound, "user \"" + username + "\" is not in the image's /etc/passwd");
+    }
+    const auto groups = read_group(rootfs + "/etc/group");
+    if (c.run_as_group) {
+        u.gid = static_cast<std::uint32_t>(*c.run_as_group);
+    } else if (!group_part.empty()) {
+        if (all_digits(group_part)) {
+            u.gid = static_cast<std::uint32_t>(std::stoul(group_part));
+        } else {
+            bool g_found = false;
+            for (const auto& g : groups)
+                if (g.name == group_part) {
+                    u.gid = g.gid;
+                    g_found = true;
+                }
+            if (!g_found)
+                throw Error(Code::NotFound, "group \"" + group_part + "\" is not in the image's /etc/group");
+        }
+    }
+    u.additional_gids.push_back(u.gid);  // as `id` shows it: the primary group first
+    if (!username.empty())
+        for (const auto& g : groups)
+            for (const auto& m : g.members)
+                if (m == username && g.gid != u.gid) u.additional_gids.push_back(g.gid);
+    for (auto g : c.supplemental_groups) u.additional_gids.push_back(static_cast<std::uint32_t>(g));
+    return u;
+}
+
+std::set<std::string> bounding_set() {
+    std::set<std::string> out;
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    std::uint64_t mask = 0;
+    while (std::getline(in, line))
+        if (line.rfind("CapBnd:", 0) == 0) mask = std::stoull(line.substr(7), nullptr, 16);
+    for (size_t i = 0; i < std::size(kAllCaps); ++i)
+        if (mask & (std::uint64_t{1} << i)) out.insert(kAllCaps[i]);
+    return out;
+}
+
+std::vector<std::string> capabilities(const ContainerConfig& c, const std::set<std::string>& bounding) {
+    std::set<std::string> caps;
+    bool all = c.privileged;
+    for (const auto& a : c.add_capabilities)
+        if (cap_name(a) == "CAP_ALL") all = true;
+    if (all) {
+        caps = bounding;
+    } else {
+        for (const auto* d : kDefaultCaps) caps.insert(d);
+        for (const auto& a : c.add_capabilities) caps.insert(cap_name(a));
+    }
+    for (const auto& d : c.drop_capabilities) {
+        if (cap_name(d) == "CAP_ALL") {
+            caps.clear();
+            if (!c.privileged)  // drop ALL, then add: the added ones stay
+                for (const auto& a : c.add_capabilities)
+                    if (cap_name(a) != "CAP_ALL") caps.insert(cap_name(a));
+            break;
+        }
+        if (!c.privileged) caps.erase(cap_name(d));
+    }
+    std::vector<std::string> out;
+    for (const auto& cap : caps) {
+        bool known = false;
+        for (const auto* k : kAllCaps) known = known || cap == k;
+        if (!known) throw Error(Code::InvalidArgument, "unknown capability " + cap);
+        if (bounding.count(cap)) out.push_back(cap);
+    }
+    return out;
+}
+
+json oci_spec(const SpecInputs& in) {
+    const auto& r = *in.record;
+    const auto& c = r.config;
+    const auto& pod = *in.pod;
+
+    // Environment: the image's, then the CRI's over it.
+    std::vector<std::pair<std::string, std::string>> env;
+    auto set_env = [&](const std::string& k, const std::string& v) {
+        for (auto& e : env)
+            if (e.first == k) {
+                e.second = v;
+                return;
+            }
+        env.emplace_back(k, v);
+    };
+    set_env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for (const auto& e : in.image.env) {
+        const auto eq = e.find('=');
+        set_env(e.substr(0, eq), eq == std::string::npos ? "" : e.substr(eq + 1));
+    }
+    set_env("HOSTNAME", pod.config.hostname.empty() ? pod.config.metadata.name : pod.config.hostname);
+    for (const auto& [k, v] : c.envs) set_env(k, v);
+    bool has_home = false;
+    for (const auto& e : env) has_home = has_home || e.first == "HOME";
+    if (!has_home) set_env("HOME", in.user.home);
+    json env_j = json::array();
+    for (const auto& [k, v] : env) env_j.push_back(k + "=" + v);
+
+    std::string cwd = !c.working_dir.empty() ? c.working_dir
+                      : !in.image.working_dir.empty() ? in.image.working_dir : "/";
+
+    json caps = in.caps;
+    json process = {
+        {"terminal", c.tty},
+        {"user", {{"uid", in.user.uid}, {"gid", in.user.gid}}},
+        {"args", in.args},
+        {"env", env_j},
+        {"cwd", cwd},
+        {"capabilities",
+         {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
+        {"noNewPrivileges", c.no_new_privs},
+    };
+    if (in.user.uid == 0) process["capabilities"]["inheritable"] = json::array();
+    if (!in.user.additional_gids.empty()) process["user"]["additionalGids"] = in.user.additional_gids;
+    // oom_score_adj: only values >= 0 (see ContainerManager).
+    if (c.resources.oom_score_adj > 0) process["oomScoreAdj"] = c.resources.oom_score_adj;
+
+    json mounts = json::array({
+        {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}, {"options", {"nosuid", "noexec", "nodev"}}},
+        {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+         {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
+        {{"destination", "/dev/pts"}, {"type", "devpts"}, {"source", "devpts"},
+         {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}}},
+        {{"destination", "/dev/mqueue"}, {"type", "mqueue"}, {"source", "mqueue"},
+         {"options", {"nosuid", "noexec", "nodev"}}},
+        {{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"},
+         {"options", {"nosuid", "noexec", "nodev", c.privileged ? "rw" : "ro"}}},
+        {{"destination", "/sys/fs/cgroup"}, {"type", "cgroup"}, {"source", "cgroup"},
+         {"options", {"nosuid", "noexec", "nodev", "relatime", c.privileged ? "rw" : "ro"}}},
+    });
+    if (!pod.shm.empty())
+        mounts.push_back(bind_mount("/dev/shm", pod.shm, false));
+    else
+        mounts.push_back({{"destination", "/dev/shm"}, {"type", "bind"}, {"source", "/dev/shm"},
+                          {"options", {"rbind", "rprivate", "rw"}}});
+    std::set<std::string> cri_dests;
+    for (const auto& m : c.mounts) cri_dests.insert(m.container_path);
+    struct stat st{};
+    if (!cri_dests.count("/etc/resolv.conf") && ::stat(pod.resolv_conf().c_str(), &st) == 0)
+        mounts.push_back(bind_mount("/etc/resolv.conf", pod.resolv_conf(), c.readonly_rootfs));
+    if (!cri_dests.count("/etc/hosts") && ::stat(pod.hosts().c_str(), &st) == 0)
+        mounts.push_back(bind_mount("/etc/hosts", pod.hosts(), c.readonly_rootfs));
+    if (!cri_dests.count("/etc/hostname") && ::stat(pod.hostname_file().c_str(), &st) == 0)
+        mounts.push_back(bind_mount("/etc/hostname", pod.hostname_file(), c.readonly_rootfs));
+    for (const auto& m : c.mounts) {
+        if (m.container_path.empty() || m.container_path[0] != '/')
+            throw Error(Code::InvalidArgument, "mount destination \"" + m.container_path + "\" is not absolute");
+        if (::stat(m.host_path.c_str(), &st) != 0)
+            throw Error(Code::NotFound, "mount source " + m.host_path + " for " + m.container_path +
+                                            " does not exist", errno);
+        const char* prop = m.propagation == Propagation::Bidirectional   ? "rshared"
+                           : m.propagation == Propagation::HostToContainer ? "rslave"
+                                                                           : "rprivate";
+        auto b = bind_mount(m.container_path, m.host_path, m.readonly, prop);
+        b["options"] = json::array({"rbind", prop, m.readonly ? "ro" : "rw"});
+        mounts.push_back(b);
+    }
+
+    json namespaces = json::array({{{"type", "mount"}}});
+    if (!pod.netns.empty()) namespaces.push_back({{"type", "network"}, {"path", pod.netns}});
+    if (!pod.ipcns.empty()) namespaces.push_back({{"type", "ipc"}, {"path", pod.ipcns}});
+    if (!pod.utsns.empty()) namespaces.push_back({{"type", "uts"}, {"path", pod.utsns}});
+    if (c.pid != NamespaceMode::Node && !pod.config.host_pid()) namespaces.push_back({{"type", "pid"}});
+
+    json resources = json::object();
+    json dev_rules = json::array({{{"allow", false}, {"access", "rwm"}}});
+    json devices = json::array();
+    for (const auto& d : c.devices) {
+        struct stat ds{};
+        if (::stat(d.host_path.c_str(), &ds) != 0)
+            throw Error(Code::NotFound, "device " + d.host_path + " does not exist", errno);
+        const bool chr = S_ISCHR(ds.st_mode);
+        if (!chr && !S_ISBLK(ds.st_mode))
+            throw Error(Code::InvalidArgument, d.host_path + " is not a device");
+        const auto major = static_cast<std::int64_t>(::major(ds.st_rdev));
+        const auto minor = static_cast<std::int64_t>(::minor(ds.st_rdev));
+        devices.push_back(json{{"path", d.container_path}, {"type", chr ? "c" : "b"}, {"major", major},
+                           {"minor", minor}, {"fileMode", static_cast<unsigned>(ds.st_mode & 07777)}, {"uid", 0}, {"gid", 0}});
+        dev_rules.push_back(json{{"allow", true}, {"type", chr ? "c" : "b"}, {"major", major}, {"minor", minor},
+                             {"access", d.permissions.empty() ? "rwm" : d.permissions}});
+    }
+    if (c.privileged) dev_rules = json::array({{{"allow", true}, {"access", "rwm"}}});
+    resources["devices"] = dev_rules;
+    const auto& res = c.resources;
+    if (res.memory_limit > 0) resources["memory"] = {{"limit", res.memory_limit}};
+    json cpu = json::object();
+    if (res.cpu_shares > 0) cpu["shares"] = res.cpu_shares;
+    if (res.cpu_quota > 0) cpu["quota"] = res.cpu_quota;
+    if (res.cpu_period > 0) cpu["period"] = res.cpu_period;
+    if (!res.cpuset_cpus.empty()) cpu["cpus"] = res.cpuset_cpus;
+    if (!res.cpuset_mems.empty()) cpu["mems"] = res.cpuset_mems;
+    if (!cpu.empty()) resources["cpu"] = cpu;
+
+    json linux_j = {
+        {"namespaces", namespaces},
+        {"resources", resources},
+        // runc/crun's systemd driver: <slice>:<prefix>:<name> is the scope
+        // <prefix>-<name>.scope in <slice>, limits as its unit properties.
+        {"cgroupsPath", r.slice + ":crisd:" + r.id},
+    };
+    if (!devices.empty()) linux_j["devices"] = devices;
+    if (!c.privileged) {
+        json masked = json::array(), ro = json::array();
+        if (c.masked_paths.empty())
+            for (const auto* p : kMaskedPaths) masked.push_back(p);
+        else
+            for (const auto& p : c.masked_paths) masked.push_back(p);
+        if (c.readonly_paths.empty())
+            for (const auto* p : kReadonlyPaths) ro.push_back(p);
+        else
+            for (const auto& p : c.readonly_paths) ro.push_back(p);
+        linux_j["maskedPaths"] = masked;
+        linux_j["readonlyPaths"] = ro;
+    }
+    json annotations = c.annotations;
+    annotations["io.kubernetes.cri.container-name"] = c.metadata.name;
+    annotations["io.kubernetes.cri.sandbox-id"] = pod.id;
+
+    return {
+        {"ociVersion", "1.0.2"},
+        {"process", process},
+        {"root", {{"path", r.rootfs}, {"readonly", c.readonly_rootfs}}},
+        {"mounts", mounts},
+        {"annotations", annotations},
+        {"linux", linux_j},
+    };
+}
+
+}  // namespace crisd::runtime

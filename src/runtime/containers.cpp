@@ -1,0 +1,634 @@
+#include "runtime/containers.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <string_view>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.hpp"
+#include "common/fd.hpp"
+#include "common/files.hpp"
+#include "image/image.hpp"
+#include "image/rootfs.hpp"
+#include "log/log.hpp"
+#include "monitor/monitor.hpp"
+#include "runtime/handlers.hpp"
+#include "runtime/pods.hpp"
+#include "systemd/systemd.hpp"
+
+extern char** environ;
+
+namespace crisd::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string new_id() {
+    unsigned char bytes[32];
+    size_t got = 0;
+    while (got < sizeof bytes) {
+        const ssize_t r = ::getrandom(bytes + got, sizeof bytes - got, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("getrandom");
+        }
+        got += static_cast<size_t>(r);
+    }
+    static const char* hex = "0123456789abcdef";
+    std::string id;
+    for (unsigned char b : bytes) {
+        id += hex[b >> 4];
+        id += hex[b & 15];
+    }
+    return id;
+}
+
+std::string reservation_key(const ContainerRecord& r) {
+    return r.config.metadata.name + "_" + r.pod_name + "_" + r.pod_namespace + "_" + r.pod_uid + "_" +
+           std::to_string(r.config.metadata.attempt);
+}
+
+void make_dirs(const std::string& path, fs::perms mode = fs::perms::unknown) {
+    std::error_code ec;
+    fs::create_directories(path, ec);
+    if (ec) throw sys_error("creating " + path, ec.value());
+    if (mode != fs::perms::unknown) fs::permissions(path, mode, ec);
+}
+
+// A process whose command line names `id` (a crisd-conmon of that container).
+bool monitor_alive(pid_t pid, const std::string& id) {
+    if (pid <= 0) return false;
+    const auto cmdline = read_file_if_exists("/proc/" + std::to_string(pid) + "/cmdline");
+    return cmdline && cmdline->find(id) != std::string::npos;
+}
+
+// The CRI limits as properties of crisd-<id>.scope (zero: not set).
+systemd::Resources scope_resources(const ContainerResources& res) {
+    systemd::Resources sd;
+    if (res.cpu_shares > 0) sd.cpu_shares = static_cast<std::uint64_t>(res.cpu_shares);
+    if (res.cpu_quota > 0) sd.cpu_quota_us = static_cast<std::uint64_t>(res.cpu_quota);
+    if (res.cpu_period > 0) sd.cpu_period_us = static_cast<std::uint64_t>(res.cpu_period);
+    if (res.memory_limit > 0) sd.memory_max = static_cast<std::uint64_t>(res.memory_limit);
+    if (!res.cpuset_cpus.empty()) sd.cpuset_cpus = res.cpuset_cpus;
+    if (!res.cpuset_mems.empty()) sd.cpuset_mems = res.cpuset_mems;
+    return sd;
+}
+
+}  // namespace
+
+struct ContainerManager::Container {
+    std::mutex op;          // one operation at a time
+    mutable std::mutex mu;  // guards rec
+    ContainerRecord rec;
+    ContainerRecord get() const {
+        std::lock_guard l(mu);
+        return rec;
+    }
+};
+
+ContainerManager::ContainerManager(ContainerOptions options, const Handlers& handlers, PodManager& pods,
+                                   image::Images& images, image::Rootfs& rootfs, systemd::Manager& systemd)
+    : opts_(std::move(options)),
+      handlers_(handlers),
+      pods_(pods),
+      images_(images),
+      rootfs_(rootfs),
+      systemd_(systemd),
+      bounding_(bounding_set()) {
+    make_dirs(opts_.root + "/containers");
+    make_dirs(opts_.runroot + "/containers");
+    make_dirs(exit_dir());
+}
+
+ContainerManager::~ContainerManager() {
+    stopping_ = true;
+    if (watcher_.joinable()) watcher_.join();
+}
+
+std::string ContainerManager::record_path(const std::string& id) const {
+    return opts_.root + "/containers/" + id + ".json";
+}
+
+void ContainerManager::save(const ContainerRecord& r) const {
+    with_context("saving the record of container " + r.id,
+                 [&] { write_file_atomic(record_path(r.id), to_json(r).dump(), 0600, true); });
+}
+
+std::shared_ptr<ContainerManager::Container> ContainerManager::find(const std::string& id) const {
+    if (id.empty()) throw Error(Code::InvalidArgument, "container id is empty");
+    std::lock_guard lock(mu_);
+    auto it = containers_.find(id);
+    if (it != containers_.end()) return it->second;
+    std::shared_ptr<Container> found;
+    for (auto i = containers_.lower_bound(id); i != containers_.end() && i->first.rfind(id, 0) == 0; ++i) {
+        if (found) throw Error(Code::InvalidArgument, "container id prefix " + id + " is ambiguous");
+        found = i->second;
+    }
+    if (!found) throw Error(Code::NotFound, "container " + id + " not found");
+    return found;
+}
+
+std::vector<std::string> ContainerManager::runtime_args(const ContainerRecord& r) const {
+    return {"--root", r.runtime_root, "--systemd-cgroup"};
+}
+
+// Runs the OCI runtime (kill, delete) and returns its output; Error with its
+// words when it fails.
+std::string ContainerManager::run_runtime(const ContainerRecord& r, const std::vector<std::string>& args) const {
+    std::vector<std::string> argv{r.runtime_path};
+    for (const auto& a : runtime_args(r)) argv.push_back(a);
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe");
+    UniqueFd rd(p[0]), wr(p[1]);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
+    posix_spawn_file_actions_adddup2(&fa, wr.get(), 2);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    std::vector<char*> env;  // without crisd's NOTIFY_SOCKET and LISTEN_*
+    for (char** e = environ; *e; ++e) {
+        const std::string_view v(*e);
+        if (!v.starts_with("NOTIFY_SOCKET=") && !v.starts_with("LISTEN_")) env.push_back(*e);
+    }
+    env.push_back(nullptr);
+    pid_t pid = -1;
+    const int err = ::posix_spawn(&pid, argv[0].c_str(), &fa, &attr, cargv.data(), env.data());
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (err != 0) throw_sys("running " + argv[0], err);
+    wr = UniqueFd();
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        const ssize_t n = ::read(rd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        out.append(buf, static_cast<size_t>(n));
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        std::string cmd;
+        for (const auto& a : args) cmd += (cmd.empty() ? "" : " ") + a;
+        throw Error(Code::Unknown, r.runtime_handler + " " + cmd + ": " + out);
+    }
+    return out;
+}
+
+bool ContainerManager::apply_exit(ContainerRecord& r) {
+    if (r.state == ContainerState::Exited) return false;
+    const auto s = monitor::read_exit_file(exit_dir(), r.id);
+    if (!s) return false;
+    r.state = ContainerState::Exited;
+    r.exit_code = s->exit_code;
+    r.oom_killed = s->oom_killed;
+    r.finished_at = s->exited_at_ns;
+    r.reason = s->oom_killed ? "OOMKilled" : s->exit_code == 0 ? "Completed" : "Error";
+    if (r.started_at == 0) r.started_at = r.finished_at;
+    return true;
+}
+
+void ContainerManager::on_exit(const std::string& id) {
+    std::shared_ptr<Container> c;
+    {
+        std::lock_guard lock(mu_);
+        auto it = containers_.find(id);
+        if (it == containers_.end()) return;
+        c = it->second;
+    }
+    std::lock_guard l(c->mu);
+    if (apply_exit(c->rec)) {
+        const log::Fields f{{"CONTAINER_ID", id}};
+        spdlog::info("container {} ({}) exited with code {}{}", id.substr(0, 12), c->rec.config.metadata.name,
+                     c->rec.exit_code, c->rec.oom_killed ? " (OOM killed)" : "");
+        try {
+            save(c->rec);
+        } catch (const Error& e) {
+            spdlog::error("{}", e.what());
+        }
+    }
+}
+
+void ContainerManager::watch_exits() {
+    monitor::ExitWatcher watcher(exit_dir());
+    // Everything that exited before the watch existed.
+    {
+        std::vector<std::string> ids;
+        {
+            std::lock_guard lock(mu_);
+            for (const auto& [id, _] : containers_) ids.push_back(id);
+        }
+        for (const auto& id : ids) on_exit(id);
+    }
+    watcher_ = std::thread([this, w = std::move(watcher)]() mutable {
+        while (!stopping_) {
+            pollfd p{w.fd(), POLLIN, 0};
+            if (::poll(&p, 1, 300) <= 0) continue;
+            for (const auto& id : w.take()) on_exit(id);
+        }
+    });
+}
+
+void ContainerManager::load() {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(opts_.root + "/containers", ec)) {
+        const auto path = entry.path();
+        if (path.extension() != ".json") {
+            if (path.extension() == ".tmp") fs::remove(path, ec);
+            continue;
+        }
+        ContainerRecord rec;
+        try {
+            const auto text = read_file_if_exists(path.string());
+            if (!text) continue;
+            rec = container_from_json(json::parse(*text));
+        } catch (const std::exception& e) {
+            spdlog::error("ignoring the container record {}: {}", path.string(), e.what());
+            continue;
+        }
+        const log::Fields f{{"CONTAINER_ID", rec.id}};
+        if (rec.creating) {
+            spdlog::info("undoing the unfinished creation of container {}", rec.id.substr(0, 12));
+            try {
+                teardown(rec);
+            } catch (const Error& e) {
+                spdlog::error("undoing container {}: {}", rec.id, e.what());
+            }
+            continue;
+        }
+        apply_exit(rec);
+        if (rec.state != ContainerState::Exited && !monitor_alive(rec.monitor_pid, rec.id)) {
+            // Its monitor is gone without an exit file (a reboot, or SIGKILL).
+            rec.state = ContainerState::Exited;
+            rec.exit_code = 255;
+            rec.reason = "Error";
+            rec.message = "crisd-conmon was gone at crisd's start; the exit status is unknown";
+            rec.finished_at = now_ns();
+            save(rec);
+        }
+        names_.restore(reservation_key(rec), rec.id);
+        auto c = std::make_shared<Container>();
+        c->rec = std::move(rec);
+        std::lock_guard lock(mu_);
+        containers_[c->rec.id] = c;
+    }
+    spdlog::info("found {} container(s)", count());
+    pods_.set_hooks({
+        [this](const PodRecord& pod) {
+            ContainerFilter filter;
+            filter.pod_id = pod.id;
+            for (const auto& r : list(filter)) {
+                // A pod's stop is immediate (the kubelet stops the containers first, with their grace).
+                if (r.pod_id == pod.id) stop(r.id, 0s);
+            }
+        },
+        [this](const PodRecord& pod) {
+            ContainerFilter filter;
+            filter.pod_id = pod.id;
+            for (const auto& r : list(filter))
+                if (r.pod_id == pod.id) remove(r.id);
+        },
+    });
+    watch_exits();
+}
+
+std::size_t ContainerManager::count() const {
+    std::lock_guard lock(mu_);
+    return containers_.size();
+}
+
+std::string ContainerManager::create(const std::string& pod_id, const ContainerConfig& config,
+                                     const std::function<bool()>& caller_gone) {
+    if (config.metadata.name.empty()) throw Error(Code::InvalidArgument, "container metadata needs a name");
+    if (config.image.empty()) throw Error(Code::InvalidArgument, "container " + config.metadata.name + ": no image");
+    std::string result;
+    pods_.with_ready_pod(pod_id, [&](const PodRecord& pod) {
+        ContainerRecord rec;
+        rec.pod_id = pod.id;
+        rec.config = config;
+        rec.pod_name = pod.config.metadata.name;
+        rec.pod_namespace = pod.config.metadata.ns;
+        rec.pod_uid = pod.config.metadata.uid;
+        const auto key = reservation_key(rec);
+        const auto claim = names_.reserve(key, new_id());
+        if (!claim.owner) {
+            spdlog::info("CreateContainer of {} in pod {}/{} gets container {}, made for an earlier request",
+                         config.metadata.name, rec.pod_namespace, rec.pod_name, claim.id);
+            result = claim.id;
+            return;
+        }
+        rec.id = claim.id;
+        const log::Fields f{{"CONTAINER_ID", rec.id}, {"POD_ID", pod.id}};
+        try {
+            create_in_pod(rec, pod);
+        } catch (const Error&) {
+            names_.finish(key, std::current_exception(), false);
+            throw;
+        }
+        names_.finish(key, nullptr, caller_gone && caller_gone());
+        result = rec.id;
+    });
+    return result;
+}
+
+void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod) {
+    const auto& config = rec.config;
+    const Handler& handler = handlers_.get(pod.runtime_handler);
+    if (!handler.problem.empty())
+        throw Error(Code::FailedPrecondition, "runtime handler " + handler.name + ": " + handler.problem);
+    const auto image = images_.status(config.image);
+    if (!image) throw Error(Code::NotFound, "image " + config.image + " is not present; pull it first");
+    rec.image_id = image->id;
+    rec.image_ref = image->repo_digests.empty() ? image->id : image->repo_digests.front();
+    rec.runtime_handler = handler.name;
+    rec.runtime_path = handler.path;
+    rec.runtime_root = handler.root;
+    rec.slice = pod.slice;
+    rec.bundle = opts_.runroot + "/containers/" + rec.id;
+    rec.created_at = now_ns();
+    if (!pod.config.log_directory.empty() && !config.log_path.empty())
+        rec.log_path = pod.config.log_directory + "/" + config.log_path;
+    if (rec.config.resources.oom_score_adj < 0) {
+        static std::atomic<bool> said{false};
+        if (!said.exchange(true))
+            spdlog::warn("a negative oom_score_adj ({}) needs CAP_SYS_RESOURCE; containers get 0 instead "
+                         "(said once)",
+                         rec.config.resources.oom_score_adj);
+        rec.config.resources.oom_score_adj = 0;
+    }
+
+    // The record first: a crash from here on is undone at the next start.
+    save(rec);
+    try {
+        rootfs_.create(rec.id, rec.image_id);
+        rec.rootfs = rootfs_.mount(rec.id);
+        const auto image_config = parse_image_config(image->config_json);
+        if (!config.stop_signal.empty())
+            rec.stop_signal = signal_number(config.stop_signal);
+        else if (!image_config.stop_signal.empty())
+            rec.stop_signal = signal_number(image_config.stop_signal);
+        SpecInputs in;
+        in.record = &rec;
+        in.pod = &pod;
+        in.image = image_config;
+        in.args = process_args(config, image_config);
+        in.user = resolve_user(config, image_config, rec.rootfs);
+        in.caps = capabilities(config, bounding_);
+        const auto spec = oci_spec(in);
+        make_dirs(rec.bundle, fs::perms::owner_all);
+        make_dirs(rec.socket_dir(), fs::perms::owner_all);
+        write_file_atomic(rec.bundle + "/config.json", spec.dump(2), 0600, false);
+        if (!rec.log_path.empty()) make_dirs(fs::path(rec.log_path).parent_path().string());
+
+        monitor::Config mc;
+        mc.conmon_path = opts_.conmon_path;
+        mc.id = rec.id;
+        mc.name = config.metadata.name;
+        mc.pod_name = rec.pod_name;
+        mc.pod_namespace = rec.pod_namespace;
+        mc.bundle = rec.bundle;
+        mc.runtime_path = rec.runtime_path;
+        mc.runtime_args = runtime_args(rec);
+        mc.log_path = rec.log_path;
+        mc.exit_dir = exit_dir();
+        mc.socket_dir = rec.socket_dir();
+        mc.terminal = config.tty;
+        mc.stdin = config.stdin;
+        mc.stdin_once = config.stdin_once;
+        auto launch = monitor::Launch::spawn(mc);
+        rec.monitor_pid = launch.monitor_pid();
+        save(rec);
+        systemd::ScopeSpec scope;
+        scope.name = rec.monitor_scope();
+        scope.slice = rec.slice;
+        scope.description = "crisd-conmon of container " + config.metadata.name + " in pod " +
+                            rec.pod_namespace + "/" + rec.pod_name;
+        scope.pids = {launch.monitor_pid()};
+        scope.delegate = false;
+        scope.kill_signal = SIGTERM;  // conmon ignores it; it leaves with its container
+        with_context("placing crisd-conmon in " + scope.name, [&] { systemd_.start_scope(scope); });
+        launch.release();
+        rec.pid = launch.wait_created(60s);
+        // The runtime made crisd-<id>.scope; the limits go on it as unit
+        // properties before the container's process runs (crun's systemd
+        // driver leaves them out on a cgroup v1 host).
+        if (const auto sd = scope_resources(rec.config.resources); !sd.empty())
+            with_context("setting the limits of " + rec.scope(),
+                         [&] { systemd_.set_properties(rec.scope(), sd); });
+        rec.state = ContainerState::Created;
+        rec.creating = false;
+        save(rec);
+    } catch (const Error&) {
+        try {
+            teardown(rec);
+        } catch (const Error& e) {
+            spdlog::error("cleaning up after a failed CreateContainer of {}: {}", config.metadata.name, e.what());
+        }
+        throw;
+    }
+    auto c = std::make_shared<Container>();
+    c->rec = rec;
+    std::lock_guard lock(mu_);
+    containers_[rec.id] = c;
+    spdlog::info("created container {} ({}) in pod {}/{} with {}", rec.id.substr(0, 12), config.metadata.name,
+                 rec.pod_namespace, rec.pod_name, rec.runtime_handler);
+}
+
+void ContainerManager::teardown(ContainerRecord& r) {
+    if (!r.runtime_path.empty()) {
+        try {
+            run_runtime(r, {"delete", "--force", r.id});
+        } catch (const Error& e) {
+            if (std::string(e.what()).find("does not exist") == std::string::npos &&
+                std::string(e.what()).find("not found") == std::string::npos)
+                spdlog::warn("{}", e.what());
+        }
+    }
+    // conmon leaves with its container; wait a little for it.
+    for (int i = 0; i < 100 && monitor_alive(r.monitor_pid, r.id); ++i) ::usleep(20000);
+    if (monitor_alive(r.monitor_pid, r.id)) ::kill(r.monitor_pid, SIGKILL);
+    for (const auto& unit : {r.scope(), r.monitor_scope()}) {
+        try {
+            systemd_.stop_unit(unit);
+            systemd_.reset_failed(unit);
+        } catch (const Error& e) {
+            if (e.code() != Code::Unavailable) spdlog::warn("stopping {}: {}", unit, e.what());
+        }
+    }
+    rootfs_.remove(r.id);
+    std::error_code ec;
+    if (!r.bundle.empty()) fs::remove_all(r.bundle, ec);
+    fs::remove(exit_dir() + "/" + r.id, ec);
+    fs::remove(record_path(r.id), ec);
+}
+
+void ContainerManager::start(const std::string& id) {
+    auto c = find(id);
+    std::lock_guard op(c->op);
+    const auto r = c->get();
+    if (r.state != ContainerState::Created)
+        throw Error(Code::FailedPrecondition, "container " + r.id + " is not in the created state");
+    const log::Fields f{{"CONTAINER_ID", r.id}};
+    const auto started = now_ns();
+    monitor::start(r.socket_dir(), 60s);
+    std::lock_guard l(c->mu);
+    c->rec.started_at = started;
+    if (c->rec.state == ContainerState::Created) c->rec.state = ContainerState::Running;
+    save(c->rec);
+    spdlog::info("started container {} ({})", r.id.substr(0, 12), r.config.metadata.name);
+}
+
+void ContainerManager::stop(const std::string& id, std::chrono::seconds timeout) {
+    auto c = find(id);
+    std::lock_guard op(c->op);
+    stop_locked(*c, timeout);
+}
+
+void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
+    const auto r = c.get();
+    if (r.state == ContainerState::Exited) return;
+    const log::Fields f{{"CONTAINER_ID", r.id}};
+    monitor::ExitWatcher watcher(exit_dir());
+    auto signal = [&](int sig) {
+        try {
+            run_runtime(r, {"kill", r.id, std::to_string(sig)});
+        } catch (const Error& e) {
+            spdlog::debug("{}", e.what());  // it may have exited already
+        }
+    };
+    std::optional<monitor::ExitStatus> s;
+    if (timeout.count() > 0 && r.state == ContainerState::Running) {
+        signal(r.stop_signal);
+        s = watcher.wait(r.id, timeout);
+    }
+    if (!s) {
+        if (timeout.count() > 0)
+            spdlog::info("container {} did not stop within {} s of signal {}; killing it", r.id.substr(0, 12),
+                         timeout.count(), r.stop_signal);
+        signal(SIGKILL);
+        s = watcher.wait(r.id, 30s);
+    }
+    if (!s && !monitor_alive(r.monitor_pid, r.id)) {
+        std::lock_guard l(c.mu);
+        c.rec.state = ContainerState::Exited;
+        c.rec.exit_code = 137;
+        c.rec.reason = "Error";
+        c.rec.message = "crisd-conmon is gone; the exit status is unknown";
+        c.rec.finished_at = now_ns();
+        save(c.rec);
+        return;
+    }
+    if (!s) throw Error(Code::DeadlineExceeded, "container " + r.id + " did not exit after SIGKILL");
+    std::lock_guard l(c.mu);
+    if (apply_exit(c.rec)) save(c.rec);
+    spdlog::info("stopped container {} ({})", r.id.substr(0, 12), r.config.metadata.name);
+}
+
+void ContainerManager::remove(const std::string& id) {
+    std::shared_ptr<Container> c;
+    try {
+        c = find(id);
+    } catch (const Error& e) {
+        if (e.code() == Code::NotFound) return;
+        throw;
+    }
+    std::lock_guard op(c->op);
+    stop_locked(*c, 0s);
+    auto r = c->get();
+    const log::Fields f{{"CONTAINER_ID", r.id}};
+    teardown(r);
+    names_.release(reservation_key(r));
+    {
+        std::lock_guard lock(mu_);
+        containers_.erase(r.id);
+    }
+    spdlog::info("removed container {} ({})", r.id.substr(0, 12), r.config.metadata.name);
+}
+
+ContainerRecord ContainerManager::status(const std::string& id) const { return find(id)->get(); }
+
+std::vector<ContainerRecord> ContainerManager::list(const ContainerFilter& filter) const {
+    std::vector<std::shared_ptr<Container>> all;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [_, c] : containers_) all.push_back(c);
+    }
+    std::vector<ContainerRecord> out;
+    for (const auto& c : all) {
+        auto r = c->get();
+        if (matches(filter, r)) out.push_back(std::move(r));
+    }
+    return out;
+}
+
+monitor::ExecResult ContainerManager::exec_sync(const std::string& id, const std::vector<std::string>& cmd,
+                                                std::chrono::milliseconds timeout) {
+    if (cmd.empty()) throw Error(Code::InvalidArgument, "ExecSync: the command is empty");
+    const auto r = find(id)->get();
+    if (r.state != ContainerState::Running)
+        throw Error(Code::FailedPrecondition, "container " + r.id + " is not running");
+    return monitor::exec_sync(r.socket_dir(), cmd, timeout);
+}
+
+void ContainerManager::reopen_log(const std::string& id) {
+    const auto r = find(id)->get();
+    if (r.state != ContainerState::Running)
+        throw Error(Code::FailedPrecondition, "container " + r.id + " is not running");
+    monitor::reopen_log(r.socket_dir());
+}
+
+}  // namespace crisd::runtime
+
+namespace crisd::runtime {
+
+void ContainerManager::update_resources(const std::string& id, const ContainerResources& res) {
+    auto c = find(id);
+    std::lock_guard op(c->op);
+    const auto r = c->get();
+    if (r.state != ContainerState::Running && r.state != ContainerState::Created)
+        throw Error(Code::FailedPrecondition, "container " + r.id + " is not running");
+    const auto sd = scope_resources(res);
+    if (!sd.empty())
+        with_context("updating the limits of " + r.scope(), [&] { systemd_.set_properties(r.scope(), sd); });
+    std::lock_guard l(c->mu);
+    auto& cur = c->rec.config.resources;
+    if (res.cpu_shares > 0) cur.cpu_shares = res.cpu_shares;
+    if (res.cpu_quota > 0) cur.cpu_quota = res.cpu_quota;
+    if (res.cpu_period > 0) cur.cpu_period = res.cpu_period;
+    if (res.memory_limit > 0) cur.memory_limit = res.memory_limit;
+    if (!res.cpuset_cpus.empty()) cur.cpuset_cpus = res.cpuset_cpus;
+    if (!res.cpuset_mems.empty()) cur.cpuset_mems = res.cpuset_mems;
+    save(c->rec);
+    spdlog::info("updated the limits of container {}", r.id.substr(0, 12));
+}
+
+}  // namespace crisd::runtime

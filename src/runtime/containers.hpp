@@ -1,0 +1,109 @@
+// Containers: the one owner of container state. Creates a container in a
+// ready pod (rootfs, OCI config, crisd-conmon in crisd-conmon-<id>.scope, the
+// runtime's `create` run by conmon), starts, stops and removes it, answers
+// status and list from memory, keeps a record per container on disk
+// (<root>/containers/<id>.json, written atomically) and finds every container
+// again after a restart, reading the exit files of those that ended meanwhile.
+//
+// Cgroups: the OCI runtime's systemd driver (runc/crun --systemd-cgroup,
+// cgroupsPath "<slice>:crisd:<id>") puts the container's processes into
+// crisd-<id>.scope in the pod's slice, with the limits as unit properties.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/container.hpp"
+
+namespace crisd::image {
+class Images;
+class Rootfs;
+}  // namespace crisd::image
+namespace crisd::systemd {
+class Manager;
+}
+namespace crisd::monitor {
+struct ExecResult;
+}
+
+namespace crisd::runtime {
+
+class Handlers;
+class PodManager;
+
+struct ContainerOptions {
+    std::string root;     // records in <root>/containers
+    std::string runroot;  // bundles in <runroot>/containers/<id>, exit files in <runroot>/exits
+    std::string conmon_path;  // "" = the installed one
+};
+
+class ContainerManager {
+public:
+    ContainerManager(ContainerOptions options, const Handlers& handlers, PodManager& pods,
+                     image::Images& images, image::Rootfs& rootfs, systemd::Manager& systemd);
+    ~ContainerManager();
+    ContainerManager(const ContainerManager&) = delete;
+    ContainerManager& operator=(const ContainerManager&) = delete;
+
+    // Reads the records of an earlier crisd, undoes unfinished creations,
+    // reads exit files; plugs the pod hooks in; starts the exit watcher.
+    void load();
+
+    std::string create(const std::string& pod_id, const ContainerConfig& config,
+                       const std::function<bool()>& caller_gone = {});
+    void start(const std::string& id);
+    // SIGTERM (or the image's stop signal), SIGKILL after `timeout`. Idempotent.
+    void stop(const std::string& id, std::chrono::seconds timeout);
+    // Idempotent: an unknown id is fine.
+    void remove(const std::string& id);
+    ContainerRecord status(const std::string& id) const;
+    std::vector<ContainerRecord> list(const ContainerFilter& filter) const;
+    std::size_t count() const;
+
+    monitor::ExecResult exec_sync(const std::string& id, const std::vector<std::string>& cmd,
+                                  std::chrono::milliseconds timeout);
+    void reopen_log(const std::string& id);
+    // UpdateContainerResources: the limits set on crisd-<id>.scope
+    // (SetUnitProperties); zero values are left as they are.
+    void update_resources(const std::string& id, const ContainerResources& resources);
+
+private:
+    struct Container;
+    std::shared_ptr<Container> find(const std::string& id_or_prefix) const;
+    void save(const ContainerRecord& r) const;
+    std::string record_path(const std::string& id) const;
+    std::string exit_dir() const { return opts_.runroot + "/exits"; }
+    void create_in_pod(ContainerRecord& rec, const PodRecord& pod);
+    void teardown(ContainerRecord& r);
+    void stop_locked(Container& c, std::chrono::seconds timeout);
+    void on_exit(const std::string& id);
+    bool apply_exit(ContainerRecord& r);  // from the exit file; true when it changed r
+    void watch_exits();
+    std::vector<std::string> runtime_args(const ContainerRecord& r) const;
+    std::string run_runtime(const ContainerRecord& r, const std::vector<std::string>& args) const;
+
+    const ContainerOptions opts_;
+    const Handlers& handlers_;
+    PodManager& pods_;
+    image::Images& images_;
+    image::Rootfs& rootfs_;
+    systemd::Manager& systemd_;
+    NameRegistry names_;
+    std::set<std::string> bounding_;
+
+    mutable std::mutex mu_;  // guards containers_ only
+    std::map<std::string, std::shared_ptr<Container>> containers_;
+
+    std::atomic<bool> stopping_{false};
+    std::thread watcher_;
+};
+
+}  // namespace crisd::runtime

@@ -1,0 +1,425 @@
+// Containers through the CRI against the node's crisd, real runc and crun:
+// lifecycle, output in the CRI log and the journal, exit codes and reasons,
+// stop timeout, OOM, user and capabilities seen inside, limits in systemd and
+// the cgroup files, crisd restart and kill -9, nothing left after removal.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <thread>
+
+#include "cri_client.hpp"
+#include "node_test.hpp"
+
+using namespace crisd::node;
+using crisd::test::CallError;
+using crisd::test::CriClient;
+namespace v1 = ::runtime::v1;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kImage = "127.0.0.1:5000/busybox:latest";
+const std::string kLogDir = "/var/log/crisd-container-test";
+
+std::string trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+}
+
+bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+        if (cond()) return true;
+        std::this_thread::sleep_for(100ms);
+    }
+    return cond();
+}
+
+v1::PodSandboxConfig pod_config(const std::string& name) {
+    v1::PodSandboxConfig c;
+    auto* md = c.mutable_metadata();
+    md->set_name(name);
+    md->set_namespace_("container-test");
+    md->set_uid("uid-" + name);
+    c.set_hostname(name);
+    c.set_log_directory(kLogDir + "/" + name);
+    (*c.mutable_labels())["test"] = "container";
+    auto* ns = c.mutable_linux()->mutable_security_context()->mutable_namespace_options();
+    ns->set_network(v1::POD);
+    ns->set_pid(v1::CONTAINER);
+    ns->set_ipc(v1::POD);
+    return c;
+}
+
+v1::ContainerConfig container_config(const std::string& name, const std::string& script) {
+    v1::ContainerConfig c;
+    c.mutable_metadata()->set_name(name);
+    c.mutable_image()->set_image(kImage);
+    c.add_command("sh");
+    c.add_args("-c");
+    c.add_args(script);
+    c.set_log_path(name + ".log");
+    (*c.mutable_labels())["ctr"] = name;
+    return c;
+}
+
+class Containers : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        CriClient c(kCriSocket);
+        v1::PullImageRequest req;
+        req.mutable_image()->set_image(kImage);
+        c.call(&v1::ImageService::Stub::PullImage, "PullImage", req);
+    }
+    void TearDown() override {
+        try {
+            v1::ListPodSandboxRequest req;
+            const auto pods = client_->call(&v1::RuntimeService::Stub::ListPodSandbox, "ListPodSandbox", req);
+            for (const auto& p : pods.items())
+                if (p.labels().count("test") && p.labels().at("test") == "container") {
+                    v1::RemovePodSandboxRequest rm;
+                    rm.set_pod_sandbox_id(p.id());
+                    client_->call(&v1::RuntimeService::Stub::RemovePodSandbox, "RemovePodSandbox", rm);
+                }
+        } catch (const CallError& e) {
+            ADD_FAILURE() << "cleanup: " << e.what();
+        }
+        EXPECT_EQ(list().size(), 0u) << "removing the pods removes their containers";
+        sh("rm -rf " + kLogDir);
+    }
+
+    std::string run_pod(const std::string& name, const std::string& handler = "") {
+        v1::RunPodSandboxRequest req;
+        *req.mutable_config() = pod_config(name);
+        req.set_runtime_handler(handler);
+        pod_config_ = req.config();
+        return client_->call(&v1::RuntimeService::Stub::RunPodSandbox, "RunPodSandbox", req).pod_sandbox_id();
+    }
+    grpc::Status try_create(const std::string& pod, const v1::ContainerConfig& config, std::string* id = nullptr) {
+        v1::CreateContainerRequest req;
+        req.set_pod_sandbox_id(pod);
+        *req.mutable_config() = config;
+        *req.mutable_sandbox_config() = pod_config_;
+        v1::CreateContainerResponse resp;
+        const auto st = client_->try_call(&v1::RuntimeService::Stub::CreateContainer, req, &resp);
+        if (id) *id = resp.container_id();
+        return st;
+    }
+    std::string create(const std::string& pod, const v1::ContainerConfig& config) {
+        std::string id;
+        const auto st = try_create(pod, config, &id);
+        EXPECT_TRUE(st.ok()) << st.error_message();
+        return id;
+    }
+    void start(const std::string& id) {
+        v1::StartContainerRequest req;
+        req.set_container_id(id);
+        client_->call(&v1::RuntimeService::Stub::StartContainer, "StartContainer", req);
+    }
+    void stop(const std::string& id, int timeout) {
+        v1::StopContainerRequest req;
+        req.set_container_id(id);
+        req.set_timeout(timeout);
+        client_->call(&v1::RuntimeService::Stub::StopContainer, "StopContainer", req);
+    }
+    void remove(const std::string& id) {
+        v1::RemoveContainerRequest req;
+        req.set_container_id(id);
+        client_->call(&v1::RuntimeService::Stub::RemoveContainer, "RemoveContainer", req);
+    }
+    v1::ContainerStatus status(const std::string& id) {
+        v1::ContainerStatusRequest req;
+        req.set_container_id(id);
+        return client_->call(&v1::RuntimeService::Stub::ContainerStatus, "ContainerStatus", req).status();
+    }
+    std::vector<v1::Container> list(const v1::ContainerFilter* f = nullptr) {
+        v1::ListContainersRequest req;
+        if (f) *req.mutable_filter() = *f;
+        const auto resp = client_->call(&v1::RuntimeService::Stub::ListContainers, "ListContainers", req);
+        return {resp.containers().begin(), resp.containers().end()};
+    }
+    v1::ExecSyncResponse exec(const std::string& id, const std::string& script) {
+        v1::ExecSyncRequest req;
+        req.set_container_id(id);
+        req.add_cmd("sh");
+        req.add_cmd("-c");
+        req.add_cmd(script);
+        req.set_timeout(20);
+        return client_->call(&v1::RuntimeService::Stub::ExecSync, "ExecSync", req);
+    }
+    bool wait_exited(const std::string& id, std::chrono::milliseconds timeout = 30s) {
+        return wait_for([&] { return status(id).state() == v1::CONTAINER_EXITED; }, timeout);
+    }
+    // The container's pod, created, started; waits until it runs.
+    std::string run_container(const std::string& pod_name, v1::ContainerConfig config, const std::string& handler = "") {
+        const auto pod = run_pod(pod_name, handler);
+        const auto id = create(pod, config);
+        if (id.empty()) return id;
+        start(id);
+        return id;
+    }
+
+    // A new connection (the old one went with the crisd that served it).
+    void reconnect() { client_ = std::make_unique<CriClient>(kCriSocket); }
+
+    std::unique_ptr<CriClient> client_ = std::make_unique<CriClient>(kCriSocket);
+    v1::PodSandboxConfig pod_config_;
+};
+
+std::string log_of(const std::string& pod, const std::string& name) {
+    return sh("cat " + kLogDir + "/" + pod + "/" + name + ".log").out;
+}
+
+void expect_gone(const std::string& id) {
+    EXPECT_EQ(sh("systemctl list-units --all --no-legend 'crisd-*" + id + "*' | wc -l").out, "0\n")
+        << sh("systemctl list-units --all --no-legend 'crisd-*" + id + "*'").out;
+    EXPECT_EQ(sh("findmnt -rn -o TARGET | grep -c " + id).out, "0\n");
+    EXPECT_EQ(sh("ls /var/lib/crisd/containers/" + id + ".json /run/crisd/containers/" + id + " 2>/dev/null").out, "");
+    EXPECT_EQ(sh("ps -eo args | grep -v grep | grep -c " + id).out, "0\n");
+}
+
+class ContainerRuntimes : public Containers, public ::testing::WithParamInterface<std::string> {};
+
+}  // namespace
+
+TEST_P(ContainerRuntimes, LifecycleLogJournalAndExitCode) {
+    const std::string pod_name = "life-" + GetParam();
+    const auto pod = run_pod(pod_name, GetParam());
+    const auto id = create(pod, container_config("main", "echo out-line; echo err-line >&2; exit 3"));
+    ASSERT_EQ(id.size(), 64u);
+    auto st = status(id);
+    EXPECT_EQ(st.state(), v1::CONTAINER_CREATED);
+    EXPECT_EQ(st.metadata().name(), "main");
+    EXPECT_EQ(st.image().image(), kImage);
+    EXPECT_EQ(st.image_ref().rfind("127.0.0.1:5000/busybox@sha256:", 0), 0u) << st.image_ref();
+    EXPECT_EQ(st.log_path(), kLogDir + "/" + pod_name + "/main.log");
+    EXPECT_EQ(st.labels().at("ctr"), "main");
+    start(id);
+    ASSERT_TRUE(wait_exited(id));
+    st = status(id);
+    EXPECT_EQ(st.exit_code(), 3);
+    EXPECT_EQ(st.reason(), "Error");
+    EXPECT_GT(st.started_at(), 0);
+    EXPECT_GE(st.finished_at(), st.started_at());
+    const auto log = log_of(pod_name, "main");
+    EXPECT_NE(log.find(" stdout F out-line\n"), std::string::npos) << log;
+    EXPECT_NE(log.find(" stderr F err-line\n"), std::string::npos) << log;
+    EXPECT_TRUE(wait_for([&] {
+        return sh("journalctl -q -o cat -u crisd-" + id + ".scope").out.find("out-line") != std::string::npos;
+    }, 10s)) << sh("journalctl -q -o cat -u crisd-" + id + ".scope").out;
+
+    // Filters.
+    v1::ContainerFilter f;
+    f.set_pod_sandbox_id(pod);
+    EXPECT_EQ(list(&f).size(), 1u);
+    f.Clear();
+    f.set_id(id.substr(0, 10));
+    EXPECT_EQ(list(&f).size(), 1u);
+    f.Clear();
+    f.mutable_state()->set_state(v1::CONTAINER_RUNNING);
+    EXPECT_EQ(list(&f).size(), 0u);
+    f.Clear();
+    (*f.mutable_label_selector())["ctr"] = "main";
+    EXPECT_EQ(list(&f).size(), 1u);
+
+    stop(id, 10);  // exited already: fine
+    remove(id);
+    remove(id);  // idempotent
+    try {
+        status(id);
+        ADD_FAILURE() << "status of a removed container";
+    } catch (const CallError& e) {
+        EXPECT_EQ(e.code(), grpc::StatusCode::NOT_FOUND);
+    }
+    expect_gone(id);
+}
+
+TEST_P(ContainerRuntimes, RunningInItsScopeWithLimitsExecAndStop) {
+    auto config = container_config("sleeper", "trap '' TERM; echo ready; while true; do sleep 1; done");
+    auto* res = config.mutable_linux()->mutable_resources();
+    res->set_memory_limit_in_bytes(64 * 1024 * 1024);
+    res->set_cpu_quota(50000);
+    res->set_cpu_period(100000);
+    res->set_oom_score_adj(-998);  // clamped to 0: root here lacks CAP_SYS_RESOURCE
+    const auto id = run_container("run-" + GetParam(), config, GetParam());
+    ASSERT_FALSE(id.empty());
+    EXPECT_EQ(status(id).state(), v1::CONTAINER_RUNNING);
+    const std::string scope = "crisd-" + id + ".scope";
+    EXPECT_EQ(unit_property(scope, "ActiveState"), "active");
+    EXPECT_EQ(unit_property(scope, "Slice"), "crisd.slice");
+    EXPECT_EQ(unit_property("crisd-conmon-" + id + ".scope", "ActiveState"), "active");
+    EXPECT_EQ(unit_property("crisd-conmon-" + id + ".scope", "Slice"), "crisd.slice");
+    EXPECT_NE(sh("systemctl status " + scope).out.find("sleep"), std::string::npos) << sh("systemctl status " + scope).out;
+    EXPECT_EQ(unit_property(scope, "MemoryMax"), "67108864");
+    EXPECT_EQ(unit_property(scope, "CPUQuotaPerSecUSec"), "500ms");
+    const auto cg = unit_property(scope, "ControlGroup");
+    EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + cg + "/memory.limit_in_bytes").out), "67108864") << cg;
+    EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/cpu" + cg + "/cpu.cfs_quota_us").out), "50000") << cg;
+
+    // Exec joins the container: no scope of its own.
+    const auto units_before = sh("systemctl list-units --all --no-legend | wc -l").out;
+    auto r = exec(id, "id -u; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep CapEff /proc/self/status; cat /proc/self/oom_score_adj; exit 7");
+    EXPECT_EQ(r.exit_code(), 7);
+    EXPECT_NE(r.stdout().find("0\nsh -c"), std::string::npos) << r.stdout();
+    EXPECT_NE(r.stdout().find("CapEff:\t00000000000005fb"), std::string::npos) << r.stdout();  // CRI-O's default set
+    EXPECT_EQ(sh("systemctl list-units --all --no-legend | wc -l").out, units_before);
+
+    // Stop: TERM is ignored, so it takes the timeout, then SIGKILL.
+    const auto t0 = std::chrono::steady_clock::now();
+    stop(id, 2);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(took, 1900ms);
+    EXPECT_LT(took, 15s);
+    const auto st = status(id);
+    EXPECT_EQ(st.state(), v1::CONTAINER_EXITED);
+    EXPECT_EQ(st.exit_code(), 137);
+    EXPECT_EQ(st.reason(), "Error");
+    remove(id);
+    expect_gone(id);
+}
+
+INSTANTIATE_TEST_SUITE_P(Runtimes, ContainerRuntimes, ::testing::Values("runc", "crun"));
+
+TEST_F(Containers, CompletedAndStopBySigterm) {
+    const auto pod = run_pod("done");
+    const auto id = create(pod, container_config("ok", "echo fine"));
+    start(id);
+    ASSERT_TRUE(wait_exited(id));
+    EXPECT_EQ(status(id).exit_code(), 0);
+    EXPECT_EQ(status(id).reason(), "Completed");
+
+    // The shell is PID 1 of its namespace: without a handler SIGTERM would not reach it.
+    const auto id2 = create(pod, container_config("term", "trap 'exit 143' TERM; sleep 1000 & wait"));
+    start(id2);
+    const auto t0 = std::chrono::steady_clock::now();
+    stop(id2, 30);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "SIGTERM ends it";
+    EXPECT_EQ(status(id2).exit_code(), 143);
+}
+
+TEST_F(Containers, OomKilled) {
+    auto config = container_config("oom", "echo start; x=a; while true; do x=$x$x; done");
+    config.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(32 * 1024 * 1024);
+    const auto id = run_container("oom", config);
+    ASSERT_TRUE(wait_exited(id, 60s));
+    const auto st = status(id);
+    EXPECT_EQ(st.reason(), "OOMKilled") << st.exit_code();
+    EXPECT_EQ(st.exit_code(), 137);
+}
+
+TEST_F(Containers, UserFromCriAndImage) {
+    auto config = container_config("u", "id; grep CapEff /proc/self/status");
+    config.mutable_linux()->mutable_security_context()->mutable_run_as_user()->set_value(1000);
+    auto id = run_container("user", config);
+    ASSERT_TRUE(wait_exited(id));
+    auto log = log_of("user", "u");
+    // uid 1000 is `app` in the image: its group and supplementary groups come from /etc/passwd and /etc/group.
+    EXPECT_NE(log.find("uid=1000(app) gid=1000(app) groups="), std::string::npos) << log;
+    EXPECT_NE(log.find("100(users)"), std::string::npos) << log;
+    EXPECT_NE(log.find("1001(extra)"), std::string::npos) << log;
+
+    auto named = container_config("n", "id");
+    named.mutable_linux()->mutable_security_context()->set_run_as_username("nobody");
+    const auto pod = list()[0].pod_sandbox_id();
+    id = create(pod, named);
+    start(id);
+    ASSERT_TRUE(wait_exited(id));
+    log = log_of("user", "n");
+    EXPECT_NE(log.find("uid=65534(nobody) gid=65534(nogroup)"), std::string::npos) << log;
+
+    auto unknown = container_config("x", "id");
+    unknown.mutable_linux()->mutable_security_context()->set_run_as_username("no-such-user");
+    EXPECT_EQ(try_create(pod, unknown).error_code(), grpc::StatusCode::NOT_FOUND);
+
+    auto caps = container_config("caps", "grep CapEff /proc/self/status");
+    caps.mutable_linux()->mutable_security_context()->mutable_capabilities()->add_drop_capabilities("ALL");
+    caps.mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities("NET_ADMIN");
+    id = create(pod, caps);
+    start(id);
+    ASSERT_TRUE(wait_exited(id));
+    log = log_of("user", "caps");
+    EXPECT_NE(log.find("CapEff:\t0000000000001000"), std::string::npos) << log;
+
+    auto priv = container_config("priv", "grep CapEff /proc/self/status");
+    priv.mutable_linux()->mutable_security_context()->set_privileged(true);
+    id = create(pod, priv);
+    start(id);
+    ASSERT_TRUE(wait_exited(id));
+    EXPECT_EQ(status(id).exit_code(), 0);
+    log = log_of("user", "priv");
+    const auto own = trim(sh("grep CapBnd /proc/self/status | cut -f2").out);
+    EXPECT_NE(log.find("CapEff:\t" + own), std::string::npos) << log << " own bounding set " << own;
+}
+
+TEST_F(Containers, BadInput) {
+    const auto pod = run_pod("bad");
+    EXPECT_EQ(try_create(std::string(64, 'f'), container_config("c", "true")).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+    auto m = container_config("m", "true");
+    auto* mount = m.add_mounts();
+    mount->set_container_path("/data");
+    mount->set_host_path("/does/not/exist");
+    EXPECT_EQ(try_create(pod, m).error_code(), grpc::StatusCode::NOT_FOUND);
+    auto img = container_config("i", "true");
+    img.mutable_image()->set_image("127.0.0.1:5000/not-pulled:latest");
+    EXPECT_EQ(try_create(pod, img).error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_TRUE(list().empty()) << "failures leave nothing";
+
+    const auto id = create(pod, container_config("same", "true"));
+    const auto st = try_create(pod, container_config("same", "true"));
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+    EXPECT_NE(st.error_message().find(id), std::string::npos) << st.error_message();
+
+    v1::ContainerStatusRequest req;
+    req.set_container_id(std::string(64, 'e'));
+    v1::ContainerStatusResponse resp;
+    EXPECT_EQ(client_->try_call(&v1::RuntimeService::Stub::ContainerStatus, req, &resp).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+    remove(std::string(64, 'e'));  // unknown: fine
+}
+
+TEST_F(Containers, MountsReadonlyAndPodFiles) {
+    must("mkdir -p /tmp/ctr-mount && echo host-data > /tmp/ctr-mount/f");
+    auto config = container_config("m", "cat /data/f; touch /data/x 2>&1 || echo read-only; hostname; cat /etc/hostname; grep -c nameserver /etc/resolv.conf; ls /dev/shm && echo shm-ok");
+    auto* mount = config.add_mounts();
+    mount->set_container_path("/data");
+    mount->set_host_path("/tmp/ctr-mount");
+    mount->set_readonly(true);
+    const auto id = run_container("mounts", config);
+    ASSERT_TRUE(wait_exited(id));
+    const auto log = log_of("mounts", "m");
+    EXPECT_NE(log.find("F host-data\n"), std::string::npos) << log;
+    EXPECT_NE(log.find("F read-only\n"), std::string::npos) << log;
+    EXPECT_NE(log.find("F mounts\n"), std::string::npos) << log;
+    EXPECT_NE(log.find("F shm-ok\n"), std::string::npos) << log;
+    ASSERT_EQ(status(id).mounts_size(), 1);
+    EXPECT_TRUE(status(id).mounts(0).readonly());
+    sh("rm -rf /tmp/ctr-mount");
+}
+
+TEST_F(Containers, SurvivesCrisdRestartAndKill9) {
+    const auto id = run_container("restart", container_config("r", "echo up; exec sleep 1000"));
+    ASSERT_FALSE(id.empty());
+    must("systemctl restart crisd.service");
+    reconnect();
+    EXPECT_EQ(status(id).state(), v1::CONTAINER_RUNNING);
+    EXPECT_EQ(unit_property("crisd-" + id + ".scope", "ActiveState"), "active");
+    EXPECT_EQ(exec(id, "echo alive").stdout(), "alive\n");
+
+    // kill -9; the container ends while crisd is away; the next crisd reads the exit file.
+    const auto main_pid = unit_property("crisd.service", "MainPID");
+    must("systemctl kill -s KILL crisd.service");
+    for (int i = 0; i < 100 && unit_property("crisd.service", "MainPID") == main_pid; ++i) ::usleep(50000);
+    sh("systemctl reset-failed crisd.service");
+    must("systemctl kill -s KILL crisd-" + id + ".scope");
+    EXPECT_TRUE(wait_for([&] { return sh("ls /run/crisd/exits/" + id).exit_code == 0; }, 10s));
+    reconnect();
+    const auto st = status(id);  // starts crisd again through the socket
+    EXPECT_EQ(st.state(), v1::CONTAINER_EXITED);
+    EXPECT_EQ(st.exit_code(), 137);
+    remove(id);
+    expect_gone(id);
+}

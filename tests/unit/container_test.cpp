@@ -1,0 +1,170 @@
+// The pure parts of containers (runtime/container.hpp): the Kubernetes command
+// rule, users from the image's files, capabilities, the OCI config, records.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.hpp"
+#include "runtime/container.hpp"
+
+using namespace crisd;
+using namespace crisd::runtime;
+
+namespace {
+
+ContainerConfig base() {
+    ContainerConfig c;
+    c.metadata.name = "c";
+    c.image = "busybox";
+    return c;
+}
+
+class Rootfs : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = std::filesystem::temp_directory_path() / ("crisd-ctr-test-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(dir_ / "etc");
+        std::ofstream(dir_ / "etc/passwd") << "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+        std::ofstream(dir_ / "etc/group") << "root:x:0:\nusers:x:100:app\napp:x:1000:\nextra:x:1001:app,x\n";
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    std::filesystem::path dir_;
+};
+
+}  // namespace
+
+TEST(ContainerCommand, KubernetesRule) {
+    ImageConfig img;
+    img.entrypoint = {"/entry"};
+    img.cmd = {"default-arg"};
+    auto c = base();
+    EXPECT_EQ(process_args(c, img), (std::vector<std::string>{"/entry", "default-arg"}));
+    c.args = {"a"};
+    EXPECT_EQ(process_args(c, img), (std::vector<std::string>{"/entry", "a"}));
+    c.command = {"/cmd"};
+    EXPECT_EQ(process_args(c, img), (std::vector<std::string>{"/cmd", "a"}));
+    c.args.clear();
+    EXPECT_EQ(process_args(c, img), (std::vector<std::string>{"/cmd"}));  // the image's CMD is dropped
+    EXPECT_THROW(process_args(base(), ImageConfig{}), Error);
+}
+
+TEST(ContainerSignal, Names) {
+    EXPECT_EQ(signal_number("SIGTERM"), 15);
+    EXPECT_EQ(signal_number("QUIT"), 3);
+    EXPECT_EQ(signal_number("9"), 9);
+    EXPECT_THROW(signal_number("SIGNOPE"), Error);
+}
+
+TEST_F(Rootfs, UsersAndGroups) {
+    ImageConfig img;
+    auto c = base();
+    auto u = resolve_user(c, img, dir_);
+    EXPECT_EQ(u.uid, 0u);
+    EXPECT_EQ(u.home, "/root");
+    img.user = "app";
+    u = resolve_user(c, img, dir_);
+    EXPECT_EQ(u.uid, 1000u);
+    EXPECT_EQ(u.gid, 1000u);
+    EXPECT_EQ(u.additional_gids, (std::vector<std::uint32_t>{1000, 100, 1001}));
+    img.user = "app:extra";
+    EXPECT_EQ(resolve_user(c, img, dir_).gid, 1001u);
+    img.user = "4242:7";
+    u = resolve_user(c, img, dir_);
+    EXPECT_EQ(u.uid, 4242u);
+    EXPECT_EQ(u.gid, 7u);
+    c.run_as_user = 1000;
+    c.run_as_group = 5;
+    c.supplemental_groups = {9};
+    u = resolve_user(c, img, dir_);
+    EXPECT_EQ(u.uid, 1000u);
+    EXPECT_EQ(u.gid, 5u);
+    EXPECT_EQ(u.additional_gids.back(), 9u);
+    auto named = base();
+    named.run_as_username = "nobody-here";
+    try {
+        resolve_user(named, img, dir_);
+        ADD_FAILURE();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::NotFound);
+    }
+}
+
+TEST(ContainerCaps, DefaultAddDropAllAndBoundingSet) {
+    const std::set<std::string> bounding{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
+                                         "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+                                         "CAP_KILL", "CAP_NET_ADMIN"};
+    auto c = base();
+    EXPECT_EQ(capabilities(c, bounding).size(), 9u);
+    c.add_capabilities = {"net_admin", "SYS_RESOURCE"};  // not in the bounding set: left out
+    auto caps = capabilities(c, bounding);
+    EXPECT_EQ(caps.size(), 10u);
+    c.drop_capabilities = {"ALL"};
+    EXPECT_EQ(capabilities(c, bounding), (std::vector<std::string>{"CAP_NET_ADMIN"}));
+    auto priv = base();
+    priv.privileged = true;
+    EXPECT_EQ(capabilities(priv, bounding).size(), bounding.size());
+    auto all = base();
+    all.add_capabilities = {"ALL"};
+    EXPECT_EQ(capabilities(all, bounding).size(), bounding.size());
+    auto bad = base();
+    bad.add_capabilities = {"CAP_NOPE"};
+    EXPECT_THROW(capabilities(bad, bounding), Error);
+}
+
+TEST(ContainerSpec, NamespacesMountsAndCgroupsPath) {
+    ContainerRecord r;
+    r.id = std::string(64, 'a');
+    r.slice = "kubepods-pod1.slice";
+    r.rootfs = "/merged";
+    r.config = base();
+    r.config.mounts.push_back({"/data", "/nonexistent-crisd-test", true, Propagation::HostToContainer});
+    PodRecord pod;
+    pod.id = std::string(64, 'b');
+    pod.netns = "/run/crisd/ns/b/net";
+    pod.ipcns = "/run/crisd/ns/b/ipc";
+    SpecInputs in;
+    in.record = &r;
+    in.pod = &pod;
+    in.args = {"sh"};
+    try {
+        oci_spec(in);
+        ADD_FAILURE() << "a missing mount source";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::NotFound);
+    }
+    r.config.mounts.back().host_path = "/";
+    const auto j = oci_spec(in);
+    EXPECT_EQ(j["linux"]["cgroupsPath"], "kubepods-pod1.slice:crisd:" + r.id);
+    bool net = false, pid = false;
+    for (const auto& ns : j["linux"]["namespaces"]) {
+        if (ns["type"] == "network") net = ns["path"] == pod.netns;
+        if (ns["type"] == "pid") pid = true;
+    }
+    EXPECT_TRUE(net);
+    EXPECT_TRUE(pid);
+    const auto& m = j["mounts"].back();
+    EXPECT_EQ(m["destination"], "/data");
+    EXPECT_EQ(m["options"], nlohmann::json::array({"rbind", "rslave", "ro"}));
+    EXPECT_FALSE(j["process"].contains("oomScoreAdj"));
+    EXPECT_FALSE(j["linux"]["maskedPaths"].empty());
+}
+
+TEST(ContainerRecord, RoundTrip) {
+    ContainerRecord r;
+    r.id = "x";
+    r.pod_id = "p";
+    r.config = base();
+    r.config.envs = {{"A", "1"}};
+    r.config.mounts.push_back({"/d", "/s", true, Propagation::Bidirectional});
+    r.state = ContainerState::Exited;
+    r.exit_code = 137;
+    r.reason = "OOMKilled";
+    const auto back = container_from_json(to_json(r));
+    EXPECT_EQ(back.state, ContainerState::Exited);
+    EXPECT_EQ(back.exit_code, 137);
+    EXPECT_EQ(back.reason, "OOMKilled");
+    EXPECT_EQ(back.config.envs, r.config.envs);
+    EXPECT_EQ(back.config.mounts[0].propagation, Propagation::Bidirectional);
+    EXPECT_THROW(container_from_json(nlohmann::json::object()), Error);
+}
