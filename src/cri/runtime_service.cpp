@@ -448,15 +448,42 @@ public:
         if (!b_.pods) return call("GetContainerEvents", [] { unimplemented("GetContainerEvents"); });
         spdlog::debug("GetContainerEvents: a client subscribed");
         const auto events = b_.pods->subscribe();
+        const auto container_events = b_.containers ? b_.containers->subscribe() : nullptr;
         while (!ctx->IsCancelled()) {
-            const auto e = events->next(std::chrono::milliseconds(500));
-            if (!e) continue;
-            v1::ContainerEventResponse out;
-            out.set_container_id(e->pod.id);
-            out.set_container_event_type(static_cast<v1::ContainerEventType>(e->type));
-            out.set_created_at(e->at);
-            fill_status(out.mutable_pod_sandbox_status(), e->pod);
-            if (!writer->Write(out)) break;
+            const auto wait = std::chrono::milliseconds(container_events ? 100 : 500);
+            if (const auto e = events->next(wait)) {
+                v1::ContainerEventResponse out;
+                out.set_container_id(e->pod.id);
+                out.set_container_event_type(static_cast<v1::ContainerEventType>(e->type));
+                out.set_created_at(e->at);
+                fill_status(out.mutable_pod_sandbox_status(), e->pod);
+                if (!writer->Write(out)) break;
+            }
+            if (!container_events) continue;
+            // Container events: the container's id, its pod's status (when the
+            // pod is still there) and the statuses of the pod's containers.
+            bool gone = false;
+            while (const auto e = container_events->next(std::chrono::milliseconds(0))) {
+                v1::ContainerEventResponse out;
+                out.set_container_id(e->container.id);
+                out.set_container_event_type(static_cast<v1::ContainerEventType>(e->type));
+                out.set_created_at(e->at);
+                try {
+                    fill_status(out.mutable_pod_sandbox_status(), b_.pods->status(e->container.pod_id));
+                } catch (const Error&) {
+                }
+                runtime::ContainerFilter f;
+                f.pod_id = e->container.pod_id;
+                for (const auto& r : b_.containers->list(f))
+                    if (r.pod_id == e->container.pod_id) fill_container_status(out.add_containers_statuses(), r);
+                if (e->type == runtime::ContainerEvent::Type::Deleted)
+                    fill_container_status(out.add_containers_statuses(), e->container);
+                if (!writer->Write(out)) {
+                    gone = true;
+                    break;
+                }
+            }
+            if (gone) break;
         }
         spdlog::debug("GetContainerEvents: a client went away");
         return grpc::Status::OK;

@@ -95,8 +95,9 @@ systemd::Resources scope_resources(const ContainerResources& res) {
 
 struct ContainerManager::Container {
     std::mutex op;          // one operation at a time
-    mutable std::mutex mu;  // guards rec
+    mutable std::mutex mu;  // guards rec and starting
     ContainerRecord rec;
+    bool starting = false;  // an exit seen meanwhile is applied by start(), after Started
     ContainerRecord get() const {
         std::lock_guard l(mu);
         return rec;
@@ -226,7 +227,9 @@ void ContainerManager::on_exit(const std::string& id) {
         c = it->second;
     }
     std::lock_guard l(c->mu);
+    if (c->starting) return;
     if (apply_exit(c->rec)) {
+        emit(ContainerEvent::Type::Stopped, c->rec);
         const log::Fields f{{"CONTAINER_ID", id}};
         spdlog::info("container {} ({}) exited with code {}{}", id.substr(0, 12), c->rec.config.metadata.name,
                      c->rec.exit_code, c->rec.oom_killed ? " (OOM killed)" : "");
@@ -457,8 +460,11 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
     }
     auto c = std::make_shared<Container>();
     c->rec = rec;
-    std::lock_guard lock(mu_);
-    containers_[rec.id] = c;
+    {
+        std::lock_guard lock(mu_);
+        containers_[rec.id] = c;
+    }
+    emit(ContainerEvent::Type::Created, rec);
     spdlog::info("created container {} ({}) in pod {}/{} with {}", rec.id.substr(0, 12), config.metadata.name,
                  rec.pod_namespace, rec.pod_name, rec.runtime_handler);
 }
@@ -499,11 +505,28 @@ void ContainerManager::start(const std::string& id) {
         throw Error(Code::FailedPrecondition, "container " + r.id + " is not in the created state");
     const log::Fields f{{"CONTAINER_ID", r.id}};
     const auto started = now_ns();
-    monitor::start(r.socket_dir(), 60s);
+    {
+        std::lock_guard l(c->mu);
+        c->starting = true;
+    }
+    try {
+        monitor::start(r.socket_dir(), 60s);
+    } catch (const Error&) {
+        std::lock_guard l(c->mu);
+        c->starting = false;
+        if (apply_exit(c->rec)) save(c->rec);
+        throw;
+    }
     std::lock_guard l(c->mu);
+    c->starting = false;
     c->rec.started_at = started;
     if (c->rec.state == ContainerState::Created) c->rec.state = ContainerState::Running;
     save(c->rec);
+    emit(ContainerEvent::Type::Started, c->rec);
+    if (apply_exit(c->rec)) {  // it ended while being started
+        save(c->rec);
+        emit(ContainerEvent::Type::Stopped, c->rec);
+    }
     spdlog::info("started container {} ({})", r.id.substr(0, 12), r.config.metadata.name);
 }
 
@@ -545,11 +568,15 @@ void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
         c.rec.message = "crisd-conmon is gone; the exit status is unknown";
         c.rec.finished_at = now_ns();
         save(c.rec);
+        emit(ContainerEvent::Type::Stopped, c.rec);
         return;
     }
     if (!s) throw Error(Code::DeadlineExceeded, "container " + r.id + " did not exit after SIGKILL");
     std::lock_guard l(c.mu);
-    if (apply_exit(c.rec)) save(c.rec);
+    if (apply_exit(c.rec)) {
+        save(c.rec);
+        emit(ContainerEvent::Type::Stopped, c.rec);
+    }
     spdlog::info("stopped container {} ({})", r.id.substr(0, 12), r.config.metadata.name);
 }
 
@@ -571,6 +598,7 @@ void ContainerManager::remove(const std::string& id) {
         std::lock_guard lock(mu_);
         containers_.erase(r.id);
     }
+    emit(ContainerEvent::Type::Deleted, r);
     spdlog::info("removed container {} ({})", r.id.substr(0, 12), r.config.metadata.name);
 }
 
@@ -629,6 +657,45 @@ void ContainerManager::update_resources(const std::string& id, const ContainerRe
     if (!res.cpuset_mems.empty()) cur.cpuset_mems = res.cpuset_mems;
     save(c->rec);
     spdlog::info("updated the limits of container {}", r.id.substr(0, 12));
+}
+
+}  // namespace crisd::runtime
+
+namespace crisd::runtime {
+
+std::optional<ContainerEvent> ContainerEvents::next(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return std::nullopt;
+    auto e = std::move(queue_.front());
+    queue_.pop_front();
+    return e;
+}
+
+void ContainerEvents::push(const ContainerEvent& e) {
+    std::lock_guard lock(mu_);
+    if (queue_.size() >= 10000) return;  // a reader that does not read
+    queue_.push_back(e);
+    cv_.notify_one();
+}
+
+std::shared_ptr<ContainerEvents> ContainerManager::subscribe() {
+    auto events = std::make_shared<ContainerEvents>();
+    std::lock_guard lock(listeners_mu_);
+    subscribers_.push_back(events);
+    return events;
+}
+
+void ContainerManager::emit(ContainerEvent::Type type, const ContainerRecord& r) {
+    const ContainerEvent event{type, now_ns(), r};
+    std::lock_guard lock(listeners_mu_);
+    for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+        if (auto s = it->lock()) {
+            s->push(event);
+            ++it;
+        } else {
+            it = subscribers_.erase(it);
+        }
+    }
 }
 
 }  // namespace crisd::runtime

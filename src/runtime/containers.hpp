@@ -12,6 +12,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <optional>
 #include <functional>
 #include <map>
 #include <memory>
@@ -45,6 +48,27 @@ struct ContainerOptions {
     std::string conmon_path;  // "" = the installed one
 };
 
+// A container lifecycle event (GetContainerEvents); types as the CRI's.
+struct ContainerEvent {
+    enum class Type { Created = 0, Started = 1, Stopped = 2, Deleted = 3 };
+    Type type;
+    std::int64_t at = 0;    // ns since the epoch
+    ContainerRecord container;  // after the event
+};
+
+class ContainerEvents {
+public:
+    // Blocks up to `timeout` for the next event.
+    std::optional<ContainerEvent> next(std::chrono::milliseconds timeout);
+
+private:
+    friend class ContainerManager;
+    void push(const ContainerEvent& e);
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<ContainerEvent> queue_;
+};
+
 class ContainerManager {
 public:
     ContainerManager(ContainerOptions options, const Handlers& handlers, PodManager& pods,
@@ -75,6 +99,9 @@ public:
     // (SetUnitProperties); zero values are left as they are.
     void update_resources(const std::string& id, const ContainerResources& resources);
 
+    // A stream of container events (until the returned object is dropped).
+    std::shared_ptr<ContainerEvents> subscribe();
+
 private:
     struct Container;
     std::shared_ptr<Container> find(const std::string& id_or_prefix) const;
@@ -101,6 +128,10 @@ private:
 
     mutable std::mutex mu_;  // guards containers_ only
     std::map<std::string, std::shared_ptr<Container>> containers_;
+
+    void emit(ContainerEvent::Type type, const ContainerRecord& r);
+    std::mutex listeners_mu_;
+    std::vector<std::weak_ptr<ContainerEvents>> subscribers_;
 
     std::atomic<bool> stopping_{false};
     std::thread watcher_;

@@ -423,3 +423,29 @@ TEST_F(Containers, SurvivesCrisdRestartAndKill9) {
     remove(id);
     expect_gone(id);
 }
+
+TEST_F(Containers, EventsForTheContainerLifecycle) {
+    const auto pod = run_pod("events");
+    auto ctx = client_->context();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    auto reader = client_->runtime().GetContainerEvents(ctx.get(), v1::GetEventsRequest());
+    ::usleep(200000);  // subscribed
+    const auto id = create(pod, container_config("ev", "exit 0"));
+    start(id);
+    ASSERT_TRUE(wait_exited(id));
+    remove(id);
+    std::vector<v1::ContainerEventType> types;
+    v1::ContainerEventResponse e;
+    while (types.size() < 4 && reader->Read(&e)) {
+        if (e.container_id() != id) continue;
+        EXPECT_EQ(e.pod_sandbox_status().id(), pod);
+        bool listed = false;
+        for (const auto& c : e.containers_statuses()) listed = listed || c.id() == id;
+        EXPECT_TRUE(listed) << "the event carries the container's status";
+        types.push_back(e.container_event_type());
+    }
+    ctx->TryCancel();
+    EXPECT_EQ(types, (std::vector<v1::ContainerEventType>{v1::CONTAINER_CREATED_EVENT, v1::CONTAINER_STARTED_EVENT,
+                                                          v1::CONTAINER_STOPPED_EVENT,
+                                                          v1::CONTAINER_DELETED_EVENT}));
+}
