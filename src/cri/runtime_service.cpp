@@ -6,6 +6,7 @@
 
 #include "cri_api.hpp"
 #include "crisd_build.hpp"
+#include "common/ids.hpp"
 #include "cri/call.hpp"
 #include "cri/cri.hpp"
 #include "network/network.hpp"
@@ -221,12 +222,6 @@ void fill_container_status(v1::ContainerStatus* out, const runtime::ContainerRec
     lr->set_cpuset_mems(r.config.resources.cpuset_mems);
 }
 
-std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 void add_condition(v1::RuntimeStatus* status, const Condition& c) {
     auto* out = status->add_conditions();
     out->set_type(c.type);
@@ -299,7 +294,7 @@ public:
         return call("PodSandboxStatus", [&] {
             const auto rec = pods_or_unimplemented("PodSandboxStatus").status(req->pod_sandbox_id());
             fill_status(resp->mutable_status(), rec);
-            resp->set_timestamp(now_ns());
+            resp->set_timestamp(now_unix_ns());
             if (req->verbose()) (*resp->mutable_info())["info"] = runtime::to_json(rec).dump();
         });
     }

@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
+#include "common/ids.hpp"
 #include "common/fd.hpp"
 #include "common/files.hpp"
 #include "image/auth.hpp"
@@ -37,12 +38,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 std::string random_name(std::size_t n) {
     static thread_local std::mt19937_64 rng(std::random_device{}());
@@ -187,7 +182,7 @@ public:
         std::set<std::pair<dev_t, ino_t>> seen;
         const int fd = ::open(opt_.root.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
         if (fd >= 0) walk_usage(fd, u, seen);
-        return FsUsage{opt_.root, u.bytes, u.inodes, now_ns()};
+        return FsUsage{opt_.root, u.bytes, u.inodes, now_unix_ns()};
     }
     std::string acquire(const std::string& ref, const std::string& user) {
         std::lock_guard lock(mu_);
@@ -740,7 +735,7 @@ std::string Store::pull_once(const std::string& text, const PullAuth& auth) {
                 r.size = m.config.size;
                 for (const auto& l : m.layers) r.size += l.size;
                 r.user = cfg.user;
-                r.pulled_at_ns = now_ns();
+                r.pulled_at_ns = now_unix_ns();
                 if (!tag.empty() && std::find(r.repo_tags.begin(), r.repo_tags.end(), tag) == r.repo_tags.end())
                     r.repo_tags.push_back(tag);
                 if (std::find(r.repo_digests.begin(), r.repo_digests.end(), repo_digest) == r.repo_digests.end())

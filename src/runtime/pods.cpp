@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
+#include "common/ids.hpp"
 #include "common/files.hpp"
 #include "log/log.hpp"
 #include "network/network.hpp"
@@ -21,32 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-std::string new_id() {
-    unsigned char bytes[32];
-    size_t got = 0;
-    while (got < sizeof bytes) {
-        const ssize_t r = ::getrandom(bytes + got, sizeof bytes - got, 0);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("getrandom");
-        }
-        got += static_cast<size_t>(r);
-    }
-    static const char* hex = "0123456789abcdef";
-    std::string id;
-    for (unsigned char b : bytes) {
-        id += hex[b >> 4];
-        id += hex[b & 15];
-    }
-    return id;
-}
 
 std::string node_hostname() {
     char buf[256] = {};
@@ -214,7 +189,7 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
     handlers_.get(handler);  // NotFound for a handler without a table
 
     const std::string key = reservation_key(md);
-    const auto claim = names_.reserve(key, new_id());
+    const auto claim = names_.reserve(key, random_id());
     if (!claim.owner) {  // a retry: the first request's pod
         spdlog::info("RunPodSandbox of {}/{} gets pod {}, made for an earlier request of the same name",
                      md.ns, md.name, claim.id);
@@ -225,7 +200,7 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
     rec.id = claim.id;
     rec.config = config;
     rec.runtime_handler = handler;
-    rec.created_at = now_ns();
+    rec.created_at = now_unix_ns();
     rec.slice = config.cgroup_parent.empty() ? "crisd.slice" : config.cgroup_parent;
     rec.run_dir = opts_.runroot + "/pods/" + rec.id;
     rec.ns_dir = opts_.runroot + "/ns/" + rec.id;
@@ -469,7 +444,7 @@ std::shared_ptr<PodEvents> PodManager::subscribe() {
 }
 
 void PodManager::emit(PodEvent::Type type, const PodRecord& r) {
-    const PodEvent event{type, now_ns(), r};
+    const PodEvent event{type, now_unix_ns(), r};
     // Under the lock, so that set_on_change(nullptr) returns only when no
     // call to the old function is running.
     std::lock_guard lock(listeners_mu_);
