@@ -647,6 +647,21 @@ void ContainerManager::update_resources(const std::string& id, const ContainerRe
     const auto sd = scope_resources(res);
     if (!sd.empty())
         with_context("updating the limits of " + r.scope(), [&] { systemd_.set_properties(r.scope(), sd); });
+    // crun's cgroup v1 CPU settings are its own cgroupfs writes, which systemd
+    // does not redo: the runtime's `update` sets the CPU values too (seen:
+    // cpu.cfs_quota_us kept the old value with crun after SetUnitProperties).
+    std::vector<std::string> cpu_args;
+    if (res.cpu_quota > 0) cpu_args.insert(cpu_args.end(), {"--cpu-quota", std::to_string(res.cpu_quota)});
+    if (res.cpu_period > 0) cpu_args.insert(cpu_args.end(), {"--cpu-period", std::to_string(res.cpu_period)});
+    if (res.cpu_shares > 0) cpu_args.insert(cpu_args.end(), {"--cpu-share", std::to_string(res.cpu_shares)});
+    if (!res.cpuset_cpus.empty()) cpu_args.insert(cpu_args.end(), {"--cpuset-cpus", res.cpuset_cpus});
+    if (!res.cpuset_mems.empty()) cpu_args.insert(cpu_args.end(), {"--cpuset-mems", res.cpuset_mems});
+    if (!cpu_args.empty() && r.state == ContainerState::Running) {
+        std::vector<std::string> args{"update"};
+        args.insert(args.end(), cpu_args.begin(), cpu_args.end());
+        args.push_back(r.id);
+        run_runtime(r, args);
+    }
     std::lock_guard l(c->mu);
     auto& cur = c->rec.config.resources;
     if (res.cpu_shares > 0) cur.cpu_shares = res.cpu_shares;

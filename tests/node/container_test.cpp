@@ -259,6 +259,31 @@ TEST_P(ContainerRuntimes, RunningInItsScopeWithLimitsExecAndStop) {
     EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + cg + "/memory.limit_in_bytes").out), "67108864") << cg;
     EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/cpu" + cg + "/cpu.cfs_quota_us").out), "50000") << cg;
 
+    // UpdateContainerResources: SetUnitProperties on the running scope.
+    v1::UpdateContainerResourcesRequest up;
+    up.set_container_id(id);
+    up.mutable_linux()->set_memory_limit_in_bytes(128 * 1024 * 1024);
+    up.mutable_linux()->set_cpu_quota(20000);
+    up.mutable_linux()->set_cpu_period(100000);
+    client_->call(&v1::RuntimeService::Stub::UpdateContainerResources, "UpdateContainerResources", up);
+    EXPECT_EQ(unit_property(scope, "MemoryMax"), "134217728");
+    EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + cg + "/memory.limit_in_bytes").out), "134217728");
+    // The container's own cpu cgroup: the scope for runc, <scope>/container for crun.
+    const auto own_cpu = trim(sh("sed -n 's/^[0-9]*:cpu://p' /proc/$(head -1 /sys/fs/cgroup/systemd" + cg +
+                                 "/cgroup.procs)/cgroup").out);
+    EXPECT_EQ(own_cpu.rfind(cg, 0), 0u) << own_cpu;
+    EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/cpu" + own_cpu + "/cpu.cfs_quota_us").out), "20000") << own_cpu;
+    EXPECT_EQ(status(id).resources().linux().memory_limit_in_bytes(), 128 * 1024 * 1024);
+
+    // ReopenContainerLog: the rotated file keeps the old lines, the new one gets the next.
+    const std::string log = kLogDir + "/run-" + GetParam() + "/sleeper.log";
+    must("mv " + log + " " + log + ".1");
+    v1::ReopenContainerLogRequest reopen;
+    reopen.set_container_id(id);
+    client_->call(&v1::RuntimeService::Stub::ReopenContainerLog, "ReopenContainerLog", reopen);
+    EXPECT_EQ(sh("test -f " + log).exit_code, 0) << "reopened at the same path";
+    EXPECT_NE(sh("cat " + log + ".1").out.find(" stdout F ready"), std::string::npos);
+
     // Exec joins the container: no scope of its own.
     const auto units_before = sh("systemctl list-units --all --no-legend | wc -l").out;
     auto r = exec(id, "id -u; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep CapEff /proc/self/status; cat /proc/self/oom_score_adj; exit 7");
@@ -355,6 +380,14 @@ TEST_F(Containers, UserFromCriAndImage) {
 }
 
 TEST_F(Containers, BadInput) {
+    v1::RunPodSandboxRequest bad_handler;
+    *bad_handler.mutable_config() = pod_config("handler");
+    bad_handler.set_runtime_handler("no-such-runtime");
+    v1::RunPodSandboxResponse resp_handler;
+    const auto hs = client_->try_call(&v1::RuntimeService::Stub::RunPodSandbox, bad_handler, &resp_handler);
+    EXPECT_EQ(hs.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_NE(hs.error_message().find("no-such-runtime"), std::string::npos) << hs.error_message();
+
     const auto pod = run_pod("bad");
     EXPECT_EQ(try_create(std::string(64, 'f'), container_config("c", "true")).error_code(),
               grpc::StatusCode::NOT_FOUND);
