@@ -469,10 +469,11 @@ public:
                 }
                 runtime::ContainerFilter f;
                 f.pod_id = e->container.pod_id;
+                // This container as the event left it, the others as they are now.
+                fill_container_status(out.add_containers_statuses(), e->container);
                 for (const auto& r : b_.containers->list(f))
-                    if (r.pod_id == e->container.pod_id) fill_container_status(out.add_containers_statuses(), r);
-                if (e->type == runtime::ContainerEvent::Type::Deleted)
-                    fill_container_status(out.add_containers_statuses(), e->container);
+                    if (r.pod_id == e->container.pod_id && r.id != e->container.id)
+                        fill_container_status(out.add_containers_statuses(), r);
                 if (!writer->Write(out)) {
                     gone = true;
                     break;
