@@ -53,13 +53,13 @@ sigset_t stop_signals() {
 }
 
 // What io.crisd.Daemon1 publishes, read from the services that own it.
-// Containers and streaming are not wired here yet: their counts and rows are
-// empty until those services land.
+// Streaming is not wired here yet: its address is empty until it lands.
 class DaemonStatus final : public status::Provider {
 public:
     DaemonStatus(const runtime::Handlers& handlers, const network::Network& network,
-                 const runtime::PodManager& pods, const image::Images& images)
-        : handlers_(handlers), network_(network), pods_(pods), images_(images) {}
+                 const runtime::PodManager& pods, const runtime::ContainerManager& containers,
+                 const image::Images& images)
+        : handlers_(handlers), network_(network), pods_(pods), containers_(containers), images_(images) {}
 
     // The same function as the CRI Status (verbose).
     status::RuntimeStatus status() const override { return runtime::runtime_status(handlers_, network_); }
@@ -67,15 +67,28 @@ public:
         status::Counts c;
         c.pods = static_cast<std::uint32_t>(pods_.count());
         c.images = static_cast<std::uint32_t>(images_.count());
+        for (const auto& r : containers_.list({})) {
+            ++c.containers;
+            if (r.state == runtime::ContainerState::Running) ++c.running_containers;
+        }
         return c;
     }
-    std::vector<status::ContainerRow> containers() const override { return {}; }
+    std::vector<status::ContainerRow> containers() const override {
+        static const char* const kStates[] = {"CONTAINER_CREATED", "CONTAINER_RUNNING", "CONTAINER_EXITED",
+                                              "CONTAINER_UNKNOWN"};
+        std::vector<status::ContainerRow> rows;
+        for (const auto& r : containers_.list({}))
+            rows.push_back({r.id, r.config.metadata.name, r.pod_id, kStates[static_cast<int>(r.state) & 3],
+                            r.scope()});
+        return rows;
+    }
     std::string stream_address() const override { return ""; }
 
 private:
     const runtime::Handlers& handlers_;
     const network::Network& network_;
     const runtime::PodManager& pods_;
+    const runtime::ContainerManager& containers_;
     const image::Images& images_;
 };
 
@@ -146,10 +159,11 @@ int DaemonManager::run() {
     // The status object comes after the CRI: the bus is optional. Without a
     // system bus (or the bus policy) it warns and keeps retrying in the
     // background; the CRI is served either way.
-    DaemonStatus status_provider(handlers, network, pods, images);
+    DaemonStatus status_provider(handlers, network, pods, containers, images);
     auto status_service = std::make_unique<status::Service>(
         status_provider, status::Options{CRISD_VERSION, started_at, std::chrono::seconds(5), ""});
     pods.set_on_change([svc = status_service.get()] { svc->refresh(); });
+    containers.set_on_change([svc = status_service.get()] { svc->refresh(); });
 
     sigset_t set = stop_signals();
     int sig = 0;
@@ -159,6 +173,7 @@ int DaemonManager::run() {
                  cfg_.api.shutdown_timeout);
     notify("STOPPING=1\nSTATUS=Draining requests");
     pods.set_on_change(nullptr);
+    containers.set_on_change(nullptr);
     status_service.reset();  // gives the bus name up first
     // Drain: no new connections, then wait for the calls being served (not for
     // idle connections, which gRPC would otherwise hold open for seconds).

@@ -255,8 +255,12 @@ void ContainerManager::watch_exits() {
     watcher_ = std::thread([this, w = std::move(watcher)]() mutable {
         while (!stopping_) {
             pollfd p{w.fd(), POLLIN, 0};
-            if (::poll(&p, 1, 300) <= 0) continue;
-            for (const auto& id : w.take()) on_exit(id);
+            if (::poll(&p, 1, 100) > 0)
+                for (const auto& id : w.take()) on_exit(id);
+            if (changed_.exchange(false)) {
+                std::lock_guard lock(change_mu_);
+                if (on_change_) on_change_();
+            }
         }
     });
 }
@@ -711,6 +715,14 @@ void ContainerManager::emit(ContainerEvent::Type type, const ContainerRecord& r)
             it = subscribers_.erase(it);
         }
     }
+    // on_change_ runs on the watcher thread, with no container's lock held
+    // (emit is called under them, and on_change_ reads every container).
+    changed_ = true;
+}
+
+void ContainerManager::set_on_change(std::function<void()> fn) {
+    std::lock_guard lock(change_mu_);
+    on_change_ = std::move(fn);
 }
 
 }  // namespace crisd::runtime

@@ -101,6 +101,9 @@ public:
 
     // A stream of container events (until the returned object is dropped).
     std::shared_ptr<ContainerEvents> subscribe();
+    // Called (from the exit watcher's thread, within 100 ms) after changes of
+    // the set of containers or their states.
+    void set_on_change(std::function<void()> fn);
 
 private:
     struct Container;
@@ -132,6 +135,9 @@ private:
     void emit(ContainerEvent::Type type, const ContainerRecord& r);
     std::mutex listeners_mu_;
     std::vector<std::weak_ptr<ContainerEvents>> subscribers_;
+    std::mutex change_mu_;  // guards on_change_; never taken with a container's lock held
+    std::function<void()> on_change_;
+    std::atomic<bool> changed_{false};
 
     std::atomic<bool> stopping_{false};
     std::thread watcher_;

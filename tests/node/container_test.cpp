@@ -253,6 +253,11 @@ TEST_P(ContainerRuntimes, RunningInItsScopeWithLimitsExecAndStop) {
     EXPECT_EQ(unit_property("crisd-conmon-" + id + ".scope", "ActiveState"), "active");
     EXPECT_EQ(unit_property("crisd-conmon-" + id + ".scope", "Slice"), "crisd.slice");
     EXPECT_NE(sh("systemctl status " + scope).out.find("sleep"), std::string::npos) << sh("systemctl status " + scope).out;
+    const auto prop = [](const std::string& name) {
+        return trim(sh("busctl get-property io.crisd.Daemon1 /io/crisd/Daemon1 io.crisd.Daemon1 " + name).out);
+    };
+    EXPECT_TRUE(wait_for([&] { return prop("RunningContainers") == "u 1"; }, 5s)) << prop("RunningContainers");
+    EXPECT_EQ(prop("Containers"), "u 1");
     EXPECT_EQ(unit_property(scope, "MemoryMax"), "67108864");
     EXPECT_EQ(unit_property(scope, "CPUQuotaPerSecUSec"), "500ms");
     const auto cg = unit_property(scope, "ControlGroup");
@@ -481,4 +486,68 @@ TEST_F(Containers, EventsForTheContainerLifecycle) {
     EXPECT_EQ(types, (std::vector<v1::ContainerEventType>{v1::CONTAINER_CREATED_EVENT, v1::CONTAINER_STARTED_EVENT,
                                                           v1::CONTAINER_STOPPED_EVENT,
                                                           v1::CONTAINER_DELETED_EVENT}));
+}
+
+TEST_F(Containers, HostNetworkReadonlyRootEnvWorkdirAndDevices) {
+    v1::RunPodSandboxRequest req;
+    *req.mutable_config() = pod_config("hostnet");
+    auto* ns = req.mutable_config()->mutable_linux()->mutable_security_context()->mutable_namespace_options();
+    ns->set_network(v1::NODE);
+    ns->set_ipc(v1::NODE);
+    pod_config_ = req.config();
+    const auto pod = client_->call(&v1::RuntimeService::Stub::RunPodSandbox, "RunPodSandbox", req).pod_sandbox_id();
+    auto config = container_config(
+        "h", "ls /sys/class/net | grep -q crisd0 && echo host-net; echo hn=$(hostname); echo env=$FOO; echo pwd=$(pwd); "
+             "touch /rootfile 2>/dev/null || echo root-ro; echo x > /dev/xnull && echo dev-ok; "
+             "test \"$(hostname)\" = \"$(cat /etc/hostname)\" && echo host-name-ok");
+    auto* kv = config.add_envs();
+    kv->set_key("FOO");
+    kv->set_value("bar baz");
+    config.set_working_dir("/tmp");
+    config.mutable_linux()->mutable_security_context()->set_readonly_rootfs(true);
+    auto* dev = config.add_devices();
+    dev->set_container_path("/dev/xnull");
+    dev->set_host_path("/dev/null");
+    dev->set_permissions("rwm");
+    const auto id = create(pod, config);
+    ASSERT_FALSE(id.empty());
+    start(id);
+    ASSERT_TRUE(wait_exited(id));
+    EXPECT_EQ(status(id).exit_code(), 0);
+    const auto log = log_of("hostnet", "h");
+    EXPECT_NE(log.find("F host-net\n"), std::string::npos) << "the node's interfaces: " << log;
+    EXPECT_NE(log.find("F hn=" + trim(must("hostname")) + "\n"), std::string::npos) << log;
+    EXPECT_NE(log.find("F env=bar baz\n"), std::string::npos) << log;
+    EXPECT_NE(log.find("F pwd=/tmp\n"), std::string::npos) << log;
+    EXPECT_NE(log.find("F root-ro\n"), std::string::npos) << log;
+    EXPECT_NE(log.find("F dev-ok\n"), std::string::npos) << log;
+    EXPECT_NE(log.find("F host-name-ok\n"), std::string::npos) << log;
+}
+
+TEST_F(Containers, ConcurrentCreatesOfOneNameGetOneContainer) {
+    const auto pod = run_pod("twice");
+    std::string a, b;
+    grpc::Status sa, sb;
+    std::thread t([&] {
+        CriClient other(kCriSocket);
+        v1::CreateContainerRequest req;
+        req.set_pod_sandbox_id(pod);
+        *req.mutable_config() = container_config("one", "sleep 5");
+        v1::CreateContainerResponse resp;
+        sa = other.try_call(&v1::RuntimeService::Stub::CreateContainer, req, &resp);
+        a = resp.container_id();
+    });
+    sb = try_create(pod, container_config("one", "sleep 5"), &b);
+    t.join();
+    // Both succeed with the one container, or the later one (after the first
+    // finished) is told the name is taken, naming it.
+    ASSERT_TRUE(sa.ok() || sb.ok()) << sa.error_message() << " / " << sb.error_message();
+    if (sa.ok() && sb.ok()) {
+        EXPECT_EQ(a, b);
+    } else {
+        const auto& failed = sa.ok() ? sb : sa;
+        EXPECT_EQ(failed.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+        EXPECT_NE(failed.error_message().find(sa.ok() ? a : b), std::string::npos) << failed.error_message();
+    }
+    EXPECT_EQ(list().size(), 1u);
 }
