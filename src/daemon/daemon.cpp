@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
@@ -164,6 +165,18 @@ int DaemonManager::run() {
         status_provider, status::Options{CRISD_VERSION, started_at, std::chrono::seconds(5), ""});
     pods.set_on_change([svc = status_service.get()] { svc->refresh(); });
     containers.set_on_change([svc = status_service.get()] { svc->refresh(); });
+    // ContainerStarted / ContainerExited signals, from the container events.
+    std::atomic<bool> signals_stop{false};
+    std::thread signals([&, events = containers.subscribe(), svc = status_service.get()] {
+        while (!signals_stop) {
+            const auto e = events->next(std::chrono::milliseconds(200));
+            if (!e) continue;
+            if (e->type == runtime::ContainerEvent::Type::Started)
+                svc->container_started(e->container.id);
+            else if (e->type == runtime::ContainerEvent::Type::Stopped)
+                svc->container_exited(e->container.id, e->container.exit_code);
+        }
+    });
 
     sigset_t set = stop_signals();
     int sig = 0;
@@ -174,6 +187,8 @@ int DaemonManager::run() {
     notify("STOPPING=1\nSTATUS=Draining requests");
     pods.set_on_change(nullptr);
     containers.set_on_change(nullptr);
+    signals_stop = true;
+    signals.join();
     status_service.reset();  // gives the bus name up first
     // Drain: no new connections, then wait for the calls being served (not for
     // idle connections, which gRPC would otherwise hold open for seconds).

@@ -551,3 +551,20 @@ TEST_F(Containers, ConcurrentCreatesOfOneNameGetOneContainer) {
     }
     EXPECT_EQ(list().size(), 1u);
 }
+
+TEST_F(Containers, DbusSignalsForStartAndExit) {
+    const auto pod = run_pod("signals");
+    const auto id = create(pod, container_config("s", "sleep 1; exit 4"));
+    ASSERT_FALSE(id.empty());
+    must("(timeout 15 busctl --system monitor --match \"type='signal',interface='io.crisd.Daemon1'\" "
+         "> /tmp/crisd-signals.txt 2>&1 &) ; sleep 1");
+    start(id);
+    ASSERT_TRUE(wait_exited(id));
+    EXPECT_TRUE(wait_for([&] {
+        const auto out = sh("cat /tmp/crisd-signals.txt").out;
+        return out.find("ContainerStarted") != std::string::npos && out.find("ContainerExited") != std::string::npos;
+    }, 10s)) << sh("cat /tmp/crisd-signals.txt").out;
+    const auto out = sh("cat /tmp/crisd-signals.txt").out;
+    EXPECT_NE(out.find(id), std::string::npos);
+    sh("rm -f /tmp/crisd-signals.txt");  // the monitor ends with its timeout
+}
