@@ -425,8 +425,35 @@ public:
     CRISD_UNIMPLEMENTED(Exec)
     CRISD_UNIMPLEMENTED(Attach)
     CRISD_UNIMPLEMENTED(PortForward)
-    CRISD_UNIMPLEMENTED(ContainerStats)
-    CRISD_UNIMPLEMENTED(ListContainerStats)
+    grpc::Status ContainerStats(ServerContext*, const v1::ContainerStatsRequest* req,
+                                v1::ContainerStatsResponse* resp) override {
+        return call("ContainerStats", [&] {
+            auto& containers = containers_or_unimplemented("ContainerStats");
+            fill_stats(resp->mutable_stats(), containers.status(req->container_id()), containers);
+        });
+    }
+
+    grpc::Status ListContainerStats(ServerContext*, const v1::ListContainerStatsRequest* req,
+                                    v1::ListContainerStatsResponse* resp) override {
+        return call("ListContainerStats", [&] {
+            auto& containers = containers_or_unimplemented("ListContainerStats");
+            runtime::ContainerFilter filter;
+            filter.state = runtime::ContainerState::Running;
+            if (req->has_filter()) {
+                filter.id = req->filter().id();
+                filter.pod_id = req->filter().pod_sandbox_id();
+                filter.label_selector.insert(req->filter().label_selector().begin(),
+                                             req->filter().label_selector().end());
+            }
+            for (const auto& r : containers.list(filter)) {
+                try {
+                    fill_stats(resp->add_stats(), r, containers);
+                } catch (const Error& e) {
+                    if (e.code() != Code::NotFound) throw;  // removed meanwhile
+                }
+            }
+        });
+    }
     CRISD_UNIMPLEMENTED(PodSandboxStats)
     CRISD_UNIMPLEMENTED(ListPodSandboxStats)
     CRISD_UNIMPLEMENTED(UpdateRuntimeConfig)
@@ -495,6 +522,23 @@ private:
     runtime::PodManager& pods_or_unimplemented(const char* rpc) const {
         if (!b_.pods) unimplemented(rpc);
         return *b_.pods;
+    }
+
+    static void fill_stats(v1::ContainerStats* out, const runtime::ContainerRecord& r,
+                           const runtime::ContainerManager& containers) {
+        auto* a = out->mutable_attributes();
+        a->set_id(r.id);
+        a->mutable_metadata()->set_name(r.config.metadata.name);
+        a->mutable_metadata()->set_attempt(r.config.metadata.attempt);
+        a->mutable_labels()->insert(r.config.labels.begin(), r.config.labels.end());
+        a->mutable_annotations()->insert(r.config.annotations.begin(), r.config.annotations.end());
+        const auto s = containers.stats(r.id);
+        out->mutable_cpu()->set_timestamp(s.timestamp);
+        if (s.cpu_ns) out->mutable_cpu()->mutable_usage_core_nano_seconds()->set_value(*s.cpu_ns);
+        out->mutable_memory()->set_timestamp(s.timestamp);
+        if (s.working_set) out->mutable_memory()->mutable_working_set_bytes()->set_value(*s.working_set);
+        if (s.memory_usage) out->mutable_memory()->mutable_usage_bytes()->set_value(*s.memory_usage);
+        if (s.rss) out->mutable_memory()->mutable_rss_bytes()->set_value(*s.rss);
     }
 
     runtime::ContainerManager& containers_or_unimplemented(const char* rpc) const {

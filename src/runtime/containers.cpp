@@ -726,3 +726,79 @@ void ContainerManager::set_on_change(std::function<void()> fn) {
 }
 
 }  // namespace crisd::runtime
+
+namespace crisd::runtime {
+namespace {
+
+std::optional<std::uint64_t> read_u64(const std::string& path) {
+    const auto text = read_file_if_exists(path);
+    if (!text) return std::nullopt;
+    try {
+        return std::stoull(*text);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+// "key value" lines (memory.stat, cpu.stat).
+std::optional<std::uint64_t> stat_field(const std::string& path, const std::string& key) {
+    const auto text = read_file_if_exists(path);
+    if (!text) return std::nullopt;
+    std::size_t pos = 0;
+    while (pos < text->size()) {
+        auto end = text->find('\n', pos);
+        if (end == std::string::npos) end = text->size();
+        const std::string line = text->substr(pos, end - pos);
+        if (line.rfind(key + " ", 0) == 0) {
+            try {
+                return std::stoull(line.substr(key.size() + 1));
+            } catch (const std::exception&) {
+                return std::nullopt;
+            }
+        }
+        pos = end + 1;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::string ContainerManager::scope_cgroup(const std::string& slice, const std::string& id) {
+    std::string path;
+    const std::string name = slice.substr(0, slice.size() - std::string(".slice").size());
+    std::size_t dash = 0;
+    while (true) {
+        dash = name.find('-', dash);
+        path += "/" + (dash == std::string::npos ? name : name.substr(0, dash)) + ".slice";
+        if (dash == std::string::npos) break;
+        ++dash;
+    }
+    return path + "/crisd-" + id + ".scope";
+}
+
+ContainerManager::Stats ContainerManager::stats(const std::string& id) const {
+    const auto r = find(id)->get();
+    Stats s;
+    s.timestamp = now_ns();
+    if (r.state != ContainerState::Running) return s;
+    const auto cg = scope_cgroup(r.slice, r.id);
+    const std::string root = "/sys/fs/cgroup";
+    if (fs::exists(root + "/memory" + cg)) {  // v1
+        s.cpu_ns = read_u64(root + "/cpuacct" + cg + "/cpuacct.usage");
+        s.memory_usage = read_u64(root + "/memory" + cg + "/memory.usage_in_bytes");
+        s.rss = stat_field(root + "/memory" + cg + "/memory.stat", "total_rss");
+        const auto inactive = stat_field(root + "/memory" + cg + "/memory.stat", "total_inactive_file");
+        if (s.memory_usage)
+            s.working_set = inactive && *inactive < *s.memory_usage ? *s.memory_usage - *inactive : *s.memory_usage;
+    } else if (fs::exists(root + cg + "/memory.current")) {  // v2
+        if (const auto us = stat_field(root + cg + "/cpu.stat", "usage_usec")) s.cpu_ns = *us * 1000;
+        s.memory_usage = read_u64(root + cg + "/memory.current");
+        s.rss = stat_field(root + cg + "/memory.stat", "anon");
+        const auto inactive = stat_field(root + cg + "/memory.stat", "inactive_file");
+        if (s.memory_usage)
+            s.working_set = inactive && *inactive < *s.memory_usage ? *s.memory_usage - *inactive : *s.memory_usage;
+    }
+    return s;
+}
+
+}  // namespace crisd::runtime

@@ -99,6 +99,20 @@ public:
     // (SetUnitProperties); zero values are left as they are.
     void update_resources(const std::string& id, const ContainerResources& resources);
 
+    // ContainerStats: read from the cgroup files of crisd-<id>.scope (v1:
+    // cpuacct and memory hierarchies; v2: the unified one). Fields that cannot
+    // be read stay unset.
+    struct Stats {
+        std::int64_t timestamp = 0;
+        std::optional<std::uint64_t> cpu_ns;          // cumulative
+        std::optional<std::uint64_t> memory_usage;    // bytes
+        std::optional<std::uint64_t> working_set;     // usage - inactive_file
+        std::optional<std::uint64_t> rss;
+    };
+    Stats stats(const std::string& id) const;
+    // The scope's cgroup path ("/a.slice/a-b.slice/crisd-<id>.scope").
+    static std::string scope_cgroup(const std::string& slice, const std::string& id);
+
     // A stream of container events (until the returned object is dropped).
     std::shared_ptr<ContainerEvents> subscribe();
     // Called (from the exit watcher's thread, within 100 ms) after changes of

@@ -264,6 +264,17 @@ TEST_P(ContainerRuntimes, RunningInItsScopeWithLimitsExecAndStop) {
     EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + cg + "/memory.limit_in_bytes").out), "67108864") << cg;
     EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/cpu" + cg + "/cpu.cfs_quota_us").out), "50000") << cg;
 
+    // ContainerStats from the scope's cgroup files.
+    v1::ContainerStatsRequest sreq;
+    sreq.set_container_id(id);
+    const auto stats = client_->call(&v1::RuntimeService::Stub::ContainerStats, "ContainerStats", sreq).stats();
+    EXPECT_EQ(stats.attributes().id(), id);
+    EXPECT_GT(stats.cpu().usage_core_nano_seconds().value(), 0u);
+    EXPECT_GT(stats.memory().working_set_bytes().value(), 0u);
+    EXPECT_LE(stats.memory().working_set_bytes().value(), 64u * 1024 * 1024);
+    v1::ListContainerStatsRequest lreq;
+    EXPECT_EQ(client_->call(&v1::RuntimeService::Stub::ListContainerStats, "ListContainerStats", lreq).stats_size(), 1);
+
     // UpdateContainerResources: SetUnitProperties on the running scope.
     v1::UpdateContainerResourcesRequest up;
     up.set_container_id(id);

@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "runtime/container.hpp"
+#include "runtime/containers.hpp"
 
 using namespace crisd;
 using namespace crisd::runtime;
@@ -167,4 +168,10 @@ TEST(ContainerRecord, RoundTrip) {
     EXPECT_EQ(back.config.envs, r.config.envs);
     EXPECT_EQ(back.config.mounts[0].propagation, Propagation::Bidirectional);
     EXPECT_THROW(container_from_json(nlohmann::json::object()), Error);
+}
+
+TEST(ContainerScope, CgroupPathOfNestedSlices) {
+    EXPECT_EQ(ContainerManager::scope_cgroup("crisd.slice", "x"), "/crisd.slice/crisd-x.scope");
+    EXPECT_EQ(ContainerManager::scope_cgroup("kubepods-burstable-pod1.slice", "x"),
+              "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/crisd-x.scope");
 }
