@@ -579,3 +579,31 @@ TEST_F(Containers, DbusSignalsForStartAndExit) {
     EXPECT_NE(out.find(id), std::string::npos);
     sh("rm -f /tmp/crisd-signals.txt");  // the monitor ends with its timeout
 }
+
+TEST_F(Containers, ScopesInThePodsSlice) {
+    v1::RunPodSandboxRequest req;
+    *req.mutable_config() = pod_config("sliced");
+    req.mutable_config()->mutable_linux()->set_cgroup_parent("kubepods-besteffort-podctrtest.slice");
+    pod_config_ = req.config();
+    const auto pod = client_->call(&v1::RuntimeService::Stub::RunPodSandbox, "RunPodSandbox", req).pod_sandbox_id();
+    auto config = container_config("in-slice", "sleep 1000");
+    config.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(48 * 1024 * 1024);
+    const auto id = create(pod, config);
+    ASSERT_FALSE(id.empty());
+    start(id);
+    EXPECT_EQ(unit_property("crisd-" + id + ".scope", "Slice"), "kubepods-besteffort-podctrtest.slice");
+    EXPECT_EQ(unit_property("crisd-conmon-" + id + ".scope", "Slice"), "kubepods-besteffort-podctrtest.slice");
+    EXPECT_EQ(unit_property("crisd-" + id + ".scope", "ControlGroup"),
+              "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podctrtest.slice/crisd-" + id + ".scope");
+    EXPECT_EQ(unit_property("crisd-" + id + ".scope", "MemoryMax"), "50331648");
+    v1::ContainerStatsRequest sreq;
+    sreq.set_container_id(id);
+    const auto stats = client_->call(&v1::RuntimeService::Stub::ContainerStats, "ContainerStats", sreq).stats();
+    EXPECT_GT(stats.memory().working_set_bytes().value(), 0u);
+    // StopPodSandbox stops the pod's containers (no grace).
+    v1::StopPodSandboxRequest stop_req;
+    stop_req.set_pod_sandbox_id(pod);
+    client_->call(&v1::RuntimeService::Stub::StopPodSandbox, "StopPodSandbox", stop_req);
+    EXPECT_EQ(status(id).state(), v1::CONTAINER_EXITED);
+    EXPECT_EQ(status(id).exit_code(), 137);
+}
