@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
+#include "common/ids.hpp"
 #include "common/fd.hpp"
 #include "common/files.hpp"
 #include "image/image.hpp"
@@ -33,32 +33,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using namespace std::chrono_literals;
-
-std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-std::string new_id() {
-    unsigned char bytes[32];
-    size_t got = 0;
-    while (got < sizeof bytes) {
-        const ssize_t r = ::getrandom(bytes + got, sizeof bytes - got, 0);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("getrandom");
-        }
-        got += static_cast<size_t>(r);
-    }
-    static const char* hex = "0123456789abcdef";
-    std::string id;
-    for (unsigned char b : bytes) {
-        id += hex[b >> 4];
-        id += hex[b & 15];
-    }
-    return id;
-}
 
 std::string reservation_key(const ContainerRecord& r) {
     return r.config.metadata.name + "_" + r.pod_name + "_" + r.pod_namespace + "_" + r.pod_uid + "_" +
@@ -299,7 +273,7 @@ void ContainerManager::load() {
             rec.exit_code = 255;
             rec.reason = "Error";
             rec.message = "crisd-conmon was gone at crisd's start; the exit status is unknown";
-            rec.finished_at = now_ns();
+            rec.finished_at = now_unix_ns();
             save(rec);
         }
         names_.restore(reservation_key(rec), rec.id);
@@ -346,7 +320,7 @@ std::string ContainerManager::create(const std::string& pod_id, const ContainerC
         rec.pod_namespace = pod.config.metadata.ns;
         rec.pod_uid = pod.config.metadata.uid;
         const auto key = reservation_key(rec);
-        const auto claim = names_.reserve(key, new_id());
+        const auto claim = names_.reserve(key, random_id());
         if (!claim.owner) {
             spdlog::info("CreateContainer of {} in pod {}/{} gets container {}, made for an earlier request",
                          config.metadata.name, rec.pod_namespace, rec.pod_name, claim.id);
@@ -381,7 +355,7 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
     rec.runtime_root = handler.root;
     rec.slice = pod.slice;
     rec.bundle = opts_.runroot + "/containers/" + rec.id;
-    rec.created_at = now_ns();
+    rec.created_at = now_unix_ns();
     if (!pod.config.log_directory.empty() && !config.log_path.empty())
         rec.log_path = pod.config.log_directory + "/" + config.log_path;
     if (rec.config.resources.oom_score_adj < 0) {
@@ -508,7 +482,7 @@ void ContainerManager::start(const std::string& id) {
     if (r.state != ContainerState::Created)
         throw Error(Code::FailedPrecondition, "container " + r.id + " is not in the created state");
     const log::Fields f{{"CONTAINER_ID", r.id}};
-    const auto started = now_ns();
+    const auto started = now_unix_ns();
     {
         std::lock_guard l(c->mu);
         c->starting = true;
@@ -570,7 +544,7 @@ void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
         c.rec.exit_code = 137;
         c.rec.reason = "Error";
         c.rec.message = "crisd-conmon is gone; the exit status is unknown";
-        c.rec.finished_at = now_ns();
+        c.rec.finished_at = now_unix_ns();
         save(c.rec);
         emit(ContainerEvent::Type::Stopped, c.rec);
         return;
@@ -705,7 +679,7 @@ std::shared_ptr<ContainerEvents> ContainerManager::subscribe() {
 }
 
 void ContainerManager::emit(ContainerEvent::Type type, const ContainerRecord& r) {
-    const ContainerEvent event{type, now_ns(), r};
+    const ContainerEvent event{type, now_unix_ns(), r};
     std::lock_guard lock(listeners_mu_);
     for (auto it = subscribers_.begin(); it != subscribers_.end();) {
         if (auto s = it->lock()) {
@@ -779,7 +753,7 @@ std::string ContainerManager::scope_cgroup(const std::string& slice, const std::
 ContainerManager::Stats ContainerManager::stats(const std::string& id) const {
     const auto r = find(id)->get();
     Stats s;
-    s.timestamp = now_ns();
+    s.timestamp = now_unix_ns();
     if (r.state != ContainerState::Running) return s;
     const auto cg = scope_cgroup(r.slice, r.id);
     const std::string root = "/sys/fs/cgroup";
