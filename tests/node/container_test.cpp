@@ -607,3 +607,27 @@ TEST_F(Containers, ScopesInThePodsSlice) {
     EXPECT_EQ(status(id).state(), v1::CONTAINER_EXITED);
     EXPECT_EQ(status(id).exit_code(), 137);
 }
+
+// CNI through the CRI (issue 9): a container reaches a server in another pod
+// by that pod's IP.
+TEST_F(Containers, ReachesAServerInAnotherPod) {
+    const auto server_pod = run_pod("net-server");
+    const auto server = create(server_pod, container_config(
+        "httpd", "mkdir -p /tmp/www && echo hello from the server pod > /tmp/www/index.html && "
+                 "exec httpd -f -p 8080 -h /tmp/www"));
+    start(server);
+    v1::PodSandboxStatusRequest pst;
+    pst.set_pod_sandbox_id(server_pod);
+    const auto ip = client_->call(&v1::RuntimeService::Stub::PodSandboxStatus, "PodSandboxStatus", pst)
+                        .status().network().ip();
+    ASSERT_EQ(ip.rfind("10.85.", 0), 0u) << "server pod IP " << ip;
+
+    const auto client_pod = run_pod("net-client");
+    const auto cli = create(client_pod, container_config(
+        "wget", "for i in $(seq 100); do wget -q -O - http://" + ip + ":8080/ && exit 0; sleep 0.1; done; exit 1"));
+    start(cli);
+    ASSERT_TRUE(wait_exited(cli));
+    EXPECT_EQ(status(cli).exit_code(), 0);
+    EXPECT_NE(log_of("net-client", "wget").find("stdout F hello from the server pod"), std::string::npos)
+        << log_of("net-client", "wget");
+}
