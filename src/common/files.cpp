@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 
@@ -67,6 +68,25 @@ void write_file_atomic(const std::string& path, const std::string& data, mode_t 
         UniqueFd dfd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (dfd) ::fsync(dfd.get());
     }
+}
+
+std::vector<std::pair<std::string, std::string>> read_records(const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::vector<std::pair<std::string, std::string>> records;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        const auto& path = entry.path();
+        if (path.extension() == ".tmp") {
+            std::error_code ignored;
+            fs::remove(path, ignored);
+        } else if (path.extension() == ".json") {
+            if (auto text = read_file_if_exists(path.string()))
+                records.emplace_back(path.string(), std::move(*text));
+        }
+    }
+    if (ec && ec != std::errc::no_such_file_or_directory) throw sys_error("reading " + dir, ec.value());
+    std::sort(records.begin(), records.end());
+    return records;
 }
 
 }  // namespace crisd

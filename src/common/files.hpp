@@ -7,6 +7,8 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace crisd {
 
@@ -20,5 +22,10 @@ std::optional<std::string> read_file_if_exists(const std::string& path);
 // data and the rename are on disk when this returns (fsync of file and dir).
 void write_file_atomic(const std::string& path, const std::string& data, mode_t mode = 0600,
                        bool durable = true);
+
+// The records of a store directory: every "*.json" file with its content, in
+// name order. Temp files left by an interrupted write_file_atomic ("*.tmp")
+// are removed. A missing directory has no records; an unreadable one throws.
+std::vector<std::pair<std::string, std::string>> read_records(const std::string& dir);
 
 }  // namespace crisd

@@ -240,20 +240,12 @@ void ContainerManager::watch_exits() {
 }
 
 void ContainerManager::load() {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(opts_.root + "/containers", ec)) {
-        const auto path = entry.path();
-        if (path.extension() != ".json") {
-            if (path.extension() == ".tmp") fs::remove(path, ec);
-            continue;
-        }
+    for (const auto& [path, text] : read_records(opts_.root + "/containers")) {
         ContainerRecord rec;
         try {
-            const auto text = read_file_if_exists(path.string());
-            if (!text) continue;
-            rec = container_from_json(json::parse(*text));
+            rec = container_from_json(json::parse(text));
         } catch (const std::exception& e) {
-            spdlog::error("ignoring the container record {}: {}", path.string(), e.what());
+            spdlog::error("ignoring the container record {}: {}", path, e.what());
             continue;
         }
         const log::Fields f{{"CONTAINER_ID", rec.id}};

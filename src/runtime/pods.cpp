@@ -95,20 +95,12 @@ void PodManager::save(const PodRecord& r) const {
 }
 
 void PodManager::load() {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(opts_.root + "/pods", ec)) {
-        const auto path = entry.path();
-        if (path.extension() != ".json") {
-            if (path.extension() == ".tmp") fs::remove(path, ec);
-            continue;
-        }
+    for (const auto& [path, text] : read_records(opts_.root + "/pods")) {
         PodRecord rec;
         try {
-            const auto text = read_file_if_exists(path.string());
-            if (!text) continue;
-            rec = record_from_json(json::parse(*text));
+            rec = record_from_json(json::parse(text));
         } catch (const std::exception& e) {
-            spdlog::error("ignoring the pod record {}: {}", path.string(), e.what());
+            spdlog::error("ignoring the pod record {}: {}", path, e.what());
             continue;
         }
         const log::Fields fields{{"POD_ID", rec.id}};
@@ -146,7 +138,6 @@ void PodManager::load() {
         spdlog::info("found pod {} ({}/{}), {}", rec.id, rec.config.metadata.ns, rec.config.metadata.name,
                      rec.state == PodState::Ready ? "ready" : "not ready");
     }
-    if (ec) throw sys_error("reading " + opts_.root + "/pods", ec.value());
 }
 
 std::shared_ptr<PodManager::Pod> PodManager::find(const std::string& id) const {
