@@ -648,39 +648,11 @@ void ContainerManager::update_resources(const std::string& id, const ContainerRe
 
 namespace crisd::runtime {
 
-std::optional<ContainerEvent> ContainerEvents::next(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return std::nullopt;
-    auto e = std::move(queue_.front());
-    queue_.pop_front();
-    return e;
-}
-
-void ContainerEvents::push(const ContainerEvent& e) {
-    std::lock_guard lock(mu_);
-    if (queue_.size() >= 10000) return;  // a reader that does not read
-    queue_.push_back(e);
-    cv_.notify_one();
-}
-
-std::shared_ptr<ContainerEvents> ContainerManager::subscribe() {
-    auto events = std::make_shared<ContainerEvents>();
-    std::lock_guard lock(listeners_mu_);
-    subscribers_.push_back(events);
-    return events;
-}
+std::shared_ptr<ContainerEvents> ContainerManager::subscribe() { return events_.subscribe(); }
 
 void ContainerManager::emit(ContainerEvent::Type type, const ContainerRecord& r) {
     const ContainerEvent event{type, now_unix_ns(), r};
-    std::lock_guard lock(listeners_mu_);
-    for (auto it = subscribers_.begin(); it != subscribers_.end();) {
-        if (auto s = it->lock()) {
-            s->push(event);
-            ++it;
-        } else {
-            it = subscribers_.erase(it);
-        }
-    }
+    events_.publish(event);
     // on_change_ runs on the watcher thread, with no container's lock held
     // (emit is called under them, and on_change_ reads every container).
     changed_ = true;

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/events.hpp"
 #include "runtime/container.hpp"
 
 namespace crisd::image {
@@ -56,18 +57,7 @@ struct ContainerEvent {
     ContainerRecord container;  // after the event
 };
 
-class ContainerEvents {
-public:
-    // Blocks up to `timeout` for the next event.
-    std::optional<ContainerEvent> next(std::chrono::milliseconds timeout);
-
-private:
-    friend class ContainerManager;
-    void push(const ContainerEvent& e);
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<ContainerEvent> queue_;
-};
+using ContainerEvents = EventQueue<ContainerEvent>;
 
 class ContainerManager {
 public:
@@ -147,8 +137,7 @@ private:
     std::map<std::string, std::shared_ptr<Container>> containers_;
 
     void emit(ContainerEvent::Type type, const ContainerRecord& r);
-    std::mutex listeners_mu_;
-    std::vector<std::weak_ptr<ContainerEvents>> subscribers_;
+    EventHub<ContainerEvent> events_;
     std::mutex change_mu_;  // guards on_change_; never taken with a container's lock held
     std::function<void()> on_change_;
     std::atomic<bool> changed_{false};

@@ -49,28 +49,6 @@ struct PodManager::Pod {
     }
 };
 
-// ---- events ----
-
-std::optional<PodEvent> PodEvents::next(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return std::nullopt;
-    auto e = std::move(queue_.front());
-    queue_.pop_front();
-    return e;
-}
-
-void PodEvents::push(const PodEvent& e) {
-    std::lock_guard lock(mu_);
-    // A reader that does not read must not make crisd grow without bound.
-    if (queue_.size() >= 10000) {
-        if (!overflowed_) spdlog::warn("a GetContainerEvents reader is not reading; dropping events");
-        overflowed_ = true;
-        return;
-    }
-    queue_.push_back(e);
-    cv_.notify_one();
-}
-
 // ---- manager ----
 
 PodManager::PodManager(PodOptions options, const Handlers& handlers, network::Network& network,
@@ -427,26 +405,14 @@ void PodManager::set_on_change(std::function<void()> fn) {
     on_change_ = std::move(fn);
 }
 
-std::shared_ptr<PodEvents> PodManager::subscribe() {
-    auto events = std::make_shared<PodEvents>();
-    std::lock_guard lock(listeners_mu_);
-    subscribers_.push_back(events);
-    return events;
-}
+std::shared_ptr<PodEvents> PodManager::subscribe() { return events_.subscribe(); }
 
 void PodManager::emit(PodEvent::Type type, const PodRecord& r) {
     const PodEvent event{type, now_unix_ns(), r};
     // Under the lock, so that set_on_change(nullptr) returns only when no
     // call to the old function is running.
     std::lock_guard lock(listeners_mu_);
-    for (auto it = subscribers_.begin(); it != subscribers_.end();) {
-        if (auto s = it->lock()) {
-            s->push(event);
-            ++it;
-        } else {
-            it = subscribers_.erase(it);
-        }
-    }
+    events_.publish(event);
     if (on_change_) on_change_();
 }
 

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/events.hpp"
 #include "runtime/pod.hpp"
 
 namespace crisd::network {
@@ -46,19 +47,7 @@ struct PodEvent {
     PodRecord pod;        // the pod after the event
 };
 
-class PodEvents {
-public:
-    // Blocks up to `timeout` for the next event.
-    std::optional<PodEvent> next(std::chrono::milliseconds timeout);
-
-private:
-    friend class PodManager;
-    void push(const PodEvent& e);
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<PodEvent> queue_;
-    bool overflowed_ = false;
-};
+using PodEvents = EventQueue<PodEvent>;
 
 class PodManager {
 public:
@@ -122,9 +111,9 @@ private:
     mutable std::mutex mu_;  // guards pods_ only
     std::map<std::string, std::shared_ptr<Pod>> pods_;
 
-    std::mutex listeners_mu_;
+    std::mutex listeners_mu_;  // guards on_change_
     std::function<void()> on_change_;
-    std::vector<std::weak_ptr<PodEvents>> subscribers_;
+    EventHub<PodEvent> events_;
 };
 
 }  // namespace crisd::runtime
