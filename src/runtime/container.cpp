@@ -1,6 +1,10 @@
 #include "runtime/container.hpp"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -9,6 +13,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/fd.hpp"
 #include "common/files.hpp"
 
 namespace crisd::runtime {
@@ -51,6 +56,43 @@ std::vector<std::string> strings(const json& j) {
     return out;
 }
 
+// A file of the container's root filesystem, resolved inside it: a symlink in
+// the image (etc/passwd -> /etc/shadow) cannot reach the node's files.
+// Empty when the file is missing.
+std::string read_in_rootfs(const std::string& rootfs, const char* rel) {
+    UniqueFd root(::open(rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!root) throw_errno("opening the root filesystem " + rootfs);
+    open_how how{};
+    how.flags = O_RDONLY | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;  // symlinks resolve, but inside the root
+    UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, root.get(), rel, &how, sizeof how)));
+    if (!fd) {
+        if (errno == ENOENT || errno == ENOTDIR) return "";
+        throw_errno(std::string("opening ") + rel + " in " + rootfs);
+    }
+    std::string data;
+    char buf[8192];
+    for (;;) {
+        const ssize_t r = ::read(fd.get(), buf, sizeof buf);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw_errno(std::string("reading ") + rel + " in " + rootfs);
+        }
+        if (r == 0) break;
+        data.append(buf, static_cast<size_t>(r));
+    }
+    return data;
+}
+
+// The ':'-separated fields of a passwd or group line.
+std::vector<std::string> colon_fields(const std::string& line) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    std::string part;
+    while (std::getline(ss, part, ':')) f.push_back(part);
+    return f;
+}
+
 bool all_digits(const std::string& s) {
     return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
 }
@@ -61,15 +103,12 @@ struct PasswdEntry {
     std::uint32_t uid = 0, gid = 0;
     std::string home;
 };
-std::vector<PasswdEntry> read_passwd(const std::string& path) {
+std::vector<PasswdEntry> read_passwd(const std::string& rootfs) {
     std::vector<PasswdEntry> out;
-    std::ifstream in(path);
+    std::istringstream in(read_in_rootfs(rootfs, "etc/passwd"));
     std::string line;
     while (std::getline(in, line)) {
-        std::vector<std::string> f;
-        std::stringstream ss(line);
-        std::string part;
-        while (std::getline(ss, part, ':')) f.push_back(part);
+        const auto f = colon_fields(line);
         if (f.size() < 4 || !all_digits(f[2]) || !all_digits(f[3])) continue;
         out.push_back({f[0], static_cast<std::uint32_t>(std::stoul(f[2])),
                        static_cast<std::uint32_t>(std::stoul(f[3])), f.size() > 5 ? f[5] : "/"});
@@ -82,19 +121,17 @@ struct GroupEntry {
     std::uint32_t gid = 0;
     std::vector<std::string> members;
 };
-std::vector<GroupEntry> read_group(const std::string& path) {
+std::vector<GroupEntry> read_group(const std::string& rootfs) {
     std::vector<GroupEntry> out;
-    std::ifstream in(path);
+    std::istringstream in(read_in_rootfs(rootfs, "etc/group"));
     std::string line;
     while (std::getline(in, line)) {
-        std::vector<std::string> f;
-        std::stringstream ss(line);
-        std::string part;
-        while (std::getline(ss, part, ':')) f.push_back(part);
+        const auto f = colon_fields(line);
         if (f.size() < 3 || !all_digits(f[2])) continue;
         GroupEntry g{f[0], static_cast<std::uint32_t>(std::stoul(f[2])), {}};
         if (f.size() > 3) {
             std::stringstream ms(f[3]);
+            std::string part;
             while (std::getline(ms, part, ','))
                 if (!part.empty()) g.members.push_back(part);
         }
@@ -295,7 +332,7 @@ ResolvedUser resolve_user(const ContainerConfig& c, const ImageConfig& image, co
     } else {
         uid = 0;
     }
-    const auto passwd = read_passwd(rootfs + "/etc/passwd");
+    const auto passwd = read_passwd(rootfs);
     bool found = false;
     if (uid) {
         u.uid = *uid;
@@ -321,7 +358,7 @@ ResolvedUser resolve_user(const ContainerConfig& c, const ImageConfig& image, co
         if (!found)
             throw Error(Code::NotFound, "user \"" + username + "\" is not in the image's /etc/passwd");
     }
-    const auto groups = read_group(rootfs + "/etc/group");
+    const auto groups = read_group(rootfs);
     if (c.run_as_group) {
         u.gid = static_cast<std::uint32_t>(*c.run_as_group);
     } else if (!group_part.empty()) {

@@ -91,6 +91,36 @@ TEST_F(Rootfs, UsersAndGroups) {
     }
 }
 
+// A hostile image whose /etc/passwd is a symlink to an absolute path must not
+// make crisd read the node's file: the link resolves inside the rootfs.
+TEST_F(Rootfs, PasswdSymlinkStaysInsideTheRootfs) {
+    // A file on the node, outside the rootfs, that knows user "app" as 4243.
+    const auto node_dir = std::filesystem::temp_directory_path() /
+                          ("crisd-ctr-node-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(node_dir);
+    std::ofstream(node_dir / "passwd") << "app:x:4243:4243::/:/bin/sh\n";
+    ImageConfig img;
+    auto c = base();
+    c.run_as_username = "app";
+
+    // The image's /etc/passwd links to that absolute path: inside the rootfs it
+    // does not exist, so "app" is unknown rather than read from the node.
+    std::filesystem::remove(dir_ / "etc/passwd");
+    std::filesystem::create_symlink(node_dir / "passwd", dir_ / "etc/passwd");
+    try {
+        const auto u = resolve_user(c, img, dir_);
+        ADD_FAILURE() << "resolved app as uid " << u.uid << " from outside the rootfs";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::NotFound) << e.what();
+    }
+
+    // The same absolute link does resolve inside the rootfs.
+    std::filesystem::create_directories(dir_ / node_dir.relative_path());
+    std::ofstream(dir_ / node_dir.relative_path() / "passwd") << "app:x:4242:4242::/:/bin/sh\n";
+    EXPECT_EQ(resolve_user(c, img, dir_).uid, 4242u);
+    std::filesystem::remove_all(node_dir);
+}
+
 TEST(ContainerCaps, DefaultAddDropAllAndBoundingSet) {
     const std::set<std::string> bounding{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
                                          "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
