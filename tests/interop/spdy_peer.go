@@ -11,6 +11,10 @@
 //	spdy-peer exec URL N      like client-go (v4): streams error, stdin, stdout, stderr; writes
 //	                          N bytes of 'i' on stdin and closes it; prints stdout's length,
 //	                          its first 16 bytes, stderr and the error stream as JSON
+//	spdy-peer forward URL PORT REQUEST
+//	                          like client-go's port forwarder: error stream (closed at once),
+//	                          data stream, REQUEST written then closed; prints the data and
+//	                          the error stream as JSON
 package main
 
 import (
@@ -37,6 +41,8 @@ func main() {
 	case "exec":
 		n, _ := strconv.Atoi(os.Args[3])
 		execClient(os.Args[2], n)
+	case "forward":
+		forwardClient(os.Args[2], os.Args[3], os.Args[4])
 	default:
 		fmt.Fprintln(os.Stderr, "usage: spdy-peer server | exec URL N")
 		os.Exit(2)
@@ -142,15 +148,19 @@ func server() {
 	http.Serve(l, nil)
 }
 
-func execClient(url string, n int) {
+// dial upgrades like client-go's SpdyRoundTripper; nil when the server refused.
+func dial(url string, protocols ...string) (*spdystream.Connection, string) {
 	u := strings.TrimPrefix(url, "http://")
 	slash := strings.Index(u, "/")
 	conn, err := net.Dial("tcp", u[:slash])
 	if err != nil {
 		panic(err)
 	}
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"+
-		"X-Stream-Protocol-Version: v4.channel.k8s.io\r\nX-Stream-Protocol-Version: channel.k8s.io\r\n\r\n", u[slash:], u[:slash])
+	req := "POST " + u[slash:] + " HTTP/1.1\r\nHost: " + u[:slash] + "\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+	for _, p := range protocols {
+		req += "X-Stream-Protocol-Version: " + p + "\r\n"
+	}
+	fmt.Fprint(conn, req+"\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -158,27 +168,63 @@ func execClient(url string, n int) {
 	}
 	if resp.StatusCode != 101 {
 		fmt.Printf("{\"http_status\":%d}\n", resp.StatusCode)
-		return
+		return nil, ""
 	}
 	sc, err := spdystream.NewConnection(&bufConn{conn, br}, false)
 	if err != nil {
 		panic(err)
 	}
 	go sc.Serve(spdystream.NoOpStreamHandler)
-	create := func(t string) *spdystream.Stream {
-		s, err := sc.CreateStream(http.Header{"Streamtype": []string{t}}, nil, false)
-		if err != nil {
-			panic(err)
-		}
-		if err := s.WaitTimeout(10 * time.Second); err != nil {
-			panic(err)
-		}
-		return s
+	return sc, resp.Header.Get("X-Stream-Protocol-Version")
+}
+
+func create(sc *spdystream.Connection, h http.Header) *spdystream.Stream {
+	s, err := sc.CreateStream(h, nil, false)
+	if err != nil {
+		panic(err)
 	}
-	errStream := create("error")
-	stdin := create("stdin")
-	stdout := create("stdout")
-	stderr := create("stderr")
+	if err := s.WaitTimeout(10 * time.Second); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func forwardClient(url, port, request string) {
+	sc, protocol := dial(url, "portforward.k8s.io")
+	if sc == nil {
+		return
+	}
+	h := http.Header{}
+	h.Set("streamType", "error")
+	h.Set("port", port)
+	h.Set("requestID", "0")
+	errStream := create(sc, h)
+	errStream.Close()
+	h.Set("streamType", "data")
+	data := create(sc, h)
+	var errText []byte
+	done := make(chan struct{})
+	go func() { errText, _ = ioutil.ReadAll(errStream); close(done) }()
+	data.Write([]byte(request))
+	data.Close()
+	got, _ := ioutil.ReadAll(data)
+	data.Reset()
+	<-done
+	b, _ := json.Marshal(map[string]interface{}{"http_status": 101, "protocol": protocol, "data": string(got), "error": string(errText)})
+	fmt.Println(string(b))
+	sc.Close()
+}
+
+func execClient(url string, n int) {
+	sc, protocol := dial(url, "v4.channel.k8s.io", "channel.k8s.io")
+	if sc == nil {
+		return
+	}
+	stream := func(t string) *spdystream.Stream { return create(sc, http.Header{"Streamtype": []string{t}}) }
+	errStream := stream("error")
+	stdin := stream("stdin")
+	stdout := stream("stdout")
+	stderr := stream("stderr")
 	go func() {
 		stdin.Write([]byte(strings.Repeat("i", n)))
 		stdin.Close()
@@ -196,7 +242,7 @@ func execClient(url string, n int) {
 	}
 	res := map[string]interface{}{
 		"http_status":   101,
-		"protocol":      resp.Header.Get("X-Stream-Protocol-Version"),
+		"protocol":      protocol,
 		"stdout_len":    len(out),
 		"stdout_prefix": string(prefix),
 		"stderr":        string(errOut),

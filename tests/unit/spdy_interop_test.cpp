@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "spdy_client.hpp"
+#include "stream/portforward_spdy.hpp"
 #include "stream/remotecommand_spdy.hpp"
 
 using namespace crisd::test;
@@ -127,7 +129,89 @@ void serve_exec(int listener, const std::string& status) {
     ::close(c);
 }
 
+// A one-connection port-forward server on PortForwardServer: answers "echo:<port>:" + request.
+void serve_forward(int listener) {
+    int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return;
+    std::string in;
+    char buf[65536];
+    size_t end;
+    while ((end = in.find("\r\n\r\n")) == std::string::npos) {
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) {
+            ::close(c);
+            return;
+        }
+        in.append(buf, static_cast<size_t>(n));
+    }
+    std::string rest = in.substr(end + 4);
+    write_all(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                 "X-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n");
+    std::map<uint32_t, std::string> req;
+    std::map<uint32_t, uint16_t> ports;
+    spdy::PortForwardServer* srv = nullptr;
+    spdy::PortForwardServer::Callbacks cb;
+    cb.on_connect = [&](uint32_t r, uint16_t port) { ports[r] = port; };
+    cb.on_data = [&](uint32_t r, std::string_view d) { req[r].append(d); };
+    cb.on_data_closed = [&](uint32_t r) {
+        srv->send(r, "echo:" + std::to_string(ports[r]) + ":" + req[r]);
+        srv->close(r);
+    };
+    spdy::PortForwardServer server(cb);
+    srv = &server;
+    if (!rest.empty()) server.feed(rest);
+    for (;;) {
+        if (!write_all(c, server.take_output())) break;
+        pollfd p{c, POLLIN, 0};
+        if (::poll(&p, 1, 10000) <= 0) break;
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        server.feed(std::string_view(buf, static_cast<size_t>(n)));
+    }
+    ::close(c);
+}
+
+int listen_loopback(uint16_t* port) {
+    int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(l, 1) != 0) return -1;
+    socklen_t len = sizeof a;
+    ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len);
+    *port = ntohs(a.sin_port);
+    return l;
+}
+
+std::string run(const std::string& cmd) {
+    std::string out;
+    if (FILE* f = ::popen(cmd.c_str(), "r")) {
+        char buf[4096];
+        size_t got;
+        while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, got);
+        ::pclose(f);
+    }
+    return out;
+}
+
 }  // namespace
+
+TEST(SpdyInterop, SpdystreamPortForwarderAgainstPortForwardServer) {
+    ASSERT_FALSE(peer_path().empty()) << "CRISD_SPDY_PEER is not set";
+    uint16_t port = 0;
+    int l = listen_loopback(&port);
+    ASSERT_GE(l, 0);
+    std::thread t([&] { serve_forward(l); });
+    std::string out = run(peer_path() + " forward http://127.0.0.1:" + std::to_string(port) +
+                          "/portforward 8080 'GET / HTTP/1.0'");
+    t.join();
+    ::close(l);
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << out;
+    EXPECT_EQ(j["protocol"], "portforward.k8s.io");
+    EXPECT_EQ(j["data"], "echo:8080:GET / HTTP/1.0");
+    EXPECT_EQ(j["error"], "");
+}
 
 TEST(SpdyInterop, ClientAgainstSpdystreamServer) {
     ASSERT_FALSE(peer_path().empty()) << "CRISD_SPDY_PEER is not set";
