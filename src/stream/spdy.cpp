@@ -501,23 +501,34 @@ int64_t Session::send_window(uint32_t id) const {
 void Session::feed(std::string_view bytes) {
     if (dead_) misuse(Code::FailedPrecondition, "session failed earlier");
     in_.append(bytes);
-    parse();
+    if (parsing_) return;  // fed from a callback: the running parse() goes on with it
+    parsing_ = true;
+    try {
+        parse();
+    } catch (...) {
+        parsing_ = false;
+        throw;
+    }
+    parsing_ = false;
+    in_.erase(0, in_pos_);  // once per feed, not once per frame
+    in_pos_ = 0;
 }
 
 void Session::parse() {
     while (!dead_) {
+        const size_t avail = in_.size() - in_pos_;
         if (data_left_ > 0) {
-            if (in_.empty()) return;
-            size_t n = std::min(in_.size(), data_left_);
-            std::string chunk = in_.substr(0, n);
-            in_.erase(0, n);
+            if (avail == 0) return;
+            size_t n = std::min(avail, data_left_);
+            std::string chunk = in_.substr(in_pos_, n);
+            in_pos_ += n;
             data_left_ -= n;
             on_data_bytes(chunk, data_left_ == 0);
             continue;
         }
-        if (in_.size() < kFrameHeader) return;
-        uint32_t w0 = get32(in_, 0);
-        uint32_t w1 = get32(in_, 4);
+        if (avail < kFrameHeader) return;
+        uint32_t w0 = get32(in_, in_pos_);
+        uint32_t w1 = get32(in_, in_pos_ + 4);
         uint8_t flags = static_cast<uint8_t>(w1 >> 24);
         size_t length = w1 & 0xffffff;
         if (w0 & 0x80000000) {
@@ -528,9 +539,9 @@ void Session::parse() {
             if (length > opt_.max_control_frame)
                 fail("control frame of " + std::to_string(length) + " bytes exceeds the limit of " +
                      std::to_string(opt_.max_control_frame));
-            if (in_.size() < kFrameHeader + length) return;
-            std::string payload = in_.substr(kFrameHeader, length);
-            in_.erase(0, kFrameHeader + length);
+            if (avail < kFrameHeader + length) return;
+            std::string payload = in_.substr(in_pos_ + kFrameHeader, length);
+            in_pos_ += kFrameHeader + length;
             parse_control(version, type, flags, payload);
         } else {
             uint32_t id = w0 & 0x7fffffff;
@@ -538,7 +549,7 @@ void Session::parse() {
             if (length > opt_.max_data_frame)
                 fail("DATA frame of " + std::to_string(length) + " bytes exceeds the limit of " +
                      std::to_string(opt_.max_data_frame));
-            in_.erase(0, kFrameHeader);
+            in_pos_ += kFrameHeader;
             data_stream_ = id;
             data_flags_ = flags;
             data_left_ = length;

@@ -183,6 +183,8 @@ private:
     std::unique_ptr<Inflater> inflater_;
     std::map<uint32_t, Stream> streams_;
     std::string in_;
+    size_t in_pos_ = 0;  // parsed up to here
+    bool parsing_ = false;
     std::string out_;
     bool dead_ = false;
     bool goaway_sent_ = false;

@@ -116,8 +116,11 @@ public:
         flush_blocking();
     }
 
+    // As client-go's Connection.Close: reset the streams still open, then GOAWAY.
     void finish() {
         if (session_ && !eof_) {
+            for (const auto& [id, s] : streams_)
+                if (session_->stream_open(id)) session_->reset(id, spdy::rst::Cancel);
             session_->goaway(spdy::goaway::Ok);
             try {
                 flush_blocking();
