@@ -12,6 +12,7 @@
 #include <map>
 #include <thread>
 
+#include "common/error.hpp"
 #include "spdy_client.hpp"
 #include "stream/spdy.hpp"
 
@@ -39,6 +40,7 @@ std::string query_value(const std::string& target, const std::string& key) {
 //   /exec?expect=N&exit=C      remote command: once N streams are up and stdin (if any)
 //                              is closed: stdout = "out:" + stdin, stderr = "err\n",
 //                              error stream = v4 Status with exit code C (0: Success).
+//   /exec?expect=N&attach=1    writes "ready\n" on stdout once the streams are up, never ends
 //   /portforward               echoes "echo:" + request on the data stream.
 //   anything else              404.
 class TestServer {
@@ -136,8 +138,14 @@ private:
         bool stdin_closed = false, done = false, gone = false;
         std::unique_ptr<spdy::Session> s;
 
+        const bool attach = query_value(target, "attach") == "1";
         auto maybe_run = [&] {
             if (done || !exec || static_cast<int>(ids.size()) < expect) return;
+            if (attach) {  // a running container: output, and no end
+                done = true;
+                s->send_data(ids["stdout"], "ready\n", false);
+                return;
+            }
             if (ids.count("stdin") && !stdin_closed) return;
             done = true;
             if (ids.count("stdout")) s->send_data(ids["stdout"], "out:" + stdin_data, true);
@@ -325,4 +333,26 @@ TEST(SpdyClientStatus, DecodesV4Status) {
     EXPECT_EQ(decode_v4_status(R"({"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"x"}]}})", &err), -1);
     EXPECT_NE(err.find("invalid exit code"), std::string::npos);
     EXPECT_EQ(decode_v4_status("not json", &err), -1);
+}
+
+TEST(SpdyClient, AttachReturnsOnExpectedOutput) {
+    TestServer server;
+    RemoteCommandOptions o;
+    o.want_stdin = true;
+    o.close_stdin = false;
+    o.until_stdout_contains = "ready";
+    o.timeout = std::chrono::seconds(5);
+    auto r = remote_command(server.url("/exec?expect=4&attach=1"), o);
+    EXPECT_EQ(r.stdout_data, "ready\n");
+    EXPECT_EQ(r.exit_code, -1);
+    // Without the marker the client waits for the end and times out with a clear error.
+    o.until_stdout_contains.clear();
+    o.timeout = std::chrono::milliseconds(500);
+    try {
+        remote_command(server.url("/exec?expect=4&attach=1"), o);
+        FAIL() << "no timeout";
+    } catch (const crisd::Error& e) {
+        EXPECT_EQ(e.code(), crisd::Code::DeadlineExceeded);
+        EXPECT_NE(std::string(e.what()).find("timed out after 500 ms"), std::string::npos) << e.what();
+    }
 }
