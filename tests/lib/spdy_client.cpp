@@ -250,16 +250,32 @@ private:
             return it == headers.end() ? std::string() : it->second;
         };
         if (status_ != 101) {
-            // The refusal's body: by Content-Length, or until the server closes.
-            body_ = rest;
+            // The refusal's body: by Content-Length, chunked, or until the server closes.
+            std::string raw = rest;
+            auto more = [&] {
+                step("the HTTP response body");
+                raw += head_;
+                head_.clear();
+            };
+            if (lower(get("transfer-encoding")).find("chunked") != std::string::npos) {
+                size_t at = 0;
+                for (;;) {
+                    size_t eol;
+                    while ((eol = raw.find("\r\n", at)) == std::string::npos && !eof_) more();
+                    if (eol == std::string::npos) break;
+                    size_t len = std::strtoul(raw.c_str() + at, nullptr, 16);
+                    if (len == 0) break;
+                    while (raw.size() < eol + 2 + len + 2 && !eof_) more();
+                    if (raw.size() < eol + 2 + len) break;
+                    body_ += raw.substr(eol + 2, len);
+                    at = eol + 2 + len + 2;
+                }
+                return;
+            }
             std::string cl = get("content-length");
             size_t want = cl.empty() ? std::string::npos : std::stoul(cl);
-            while (body_.size() < want && !eof_) {
-                step("the HTTP response body");
-                body_ += head_;
-                head_.clear();
-            }
-            if (want != std::string::npos && body_.size() > want) body_.resize(want);
+            while (raw.size() < want && !eof_) more();
+            body_ = want != std::string::npos && raw.size() > want ? raw.substr(0, want) : raw;
             return;
         }
         if (lower(get("connection")).find("upgrade") == std::string::npos ||

@@ -107,6 +107,12 @@ private:
         target = target.substr(0, target.find(' '));
         bool exec = target.rfind("/exec", 0) == 0;
         bool pf = target.rfind("/portforward", 0) == 0;
+        if (target.rfind("/chunked", 0) == 0) {  // a refusal with a chunked body, connection kept open
+            write_all(c, "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nnot \r\n5\r\nfound\r\n0\r\n\r\n");
+            pollfd p{c, POLLIN, 0};
+            ::poll(&p, 1, 5000);  // until the client closes
+            return;
+        }
         if (!exec && !pf) {
             write_all(c, "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found");
             return;
@@ -279,6 +285,9 @@ TEST(SpdyClient, RefusedUpgradeReturnsTheHttpStatus) {
     auto r = remote_command(server.url("/badtoken/exec"));
     EXPECT_EQ(r.http_status, 404);
     EXPECT_EQ(r.http_body, "not found");
+    auto chunked = remote_command(server.url("/chunked"));
+    EXPECT_EQ(chunked.http_status, 404);
+    EXPECT_EQ(chunked.http_body, "not found");
     auto p = port_forward(server.url("/nothing"), 80, "x");
     EXPECT_EQ(p.http_status, 404);
     RemoteCommandOptions o;
