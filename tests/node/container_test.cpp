@@ -644,9 +644,10 @@ std::pair<int, int> seccomp_of(const std::string& status_text) {
     int mode = -1, filters = -1;
     std::istringstream in(status_text);
     std::string line;
-    while (std::getline(in, line)) {
-        if (line.find("Seccomp:") != std::string::npos) mode = std::stoi(line.substr(line.find(':') + 1));
-        if (line.find("Seccomp_filters:") != std::string::npos) filters = std::stoi(line.substr(line.find(':') + 1));
+    while (std::getline(in, line)) {  // also CRI log lines: "<time> stdout F Seccomp:\t2"
+        if (const auto p = line.find("Seccomp:"); p != std::string::npos) mode = std::stoi(line.substr(p + 8));
+        if (const auto p = line.find("Seccomp_filters:"); p != std::string::npos)
+            filters = std::stoi(line.substr(p + 16));
     }
     return {mode, filters};
 }
@@ -660,7 +661,9 @@ void set_seccomp(v1::ContainerConfig& c, v1::SecurityProfile::ProfileType type, 
 }  // namespace
 
 TEST_P(ContainerRuntimes, SeccompProfiles) {
-    const auto node = seccomp_of(must("grep Seccomp /proc/self/status"));
+    // The node's init: crisd and its containers descend from it (a command run
+    // into the node with nsenter does not).
+    const auto node = seccomp_of(must("grep Seccomp /proc/1/status"));
     const auto pod = run_pod("seccomp-" + GetParam(), GetParam());
     const std::string script = "grep Seccomp /proc/self/status; mkdir /tmp/made 2>&1; echo mkdir=$?";
     auto run = [&](const std::string& name, const v1::ContainerConfig& config) {
@@ -850,10 +853,14 @@ TEST_P(ContainerRuntimes, SwapHugepagesAndUnified) {
     start(id);
     const auto bundle = "/run/crisd/containers/" + id + "/config.json";
     const auto cg = unit_property("crisd-" + id + ".scope", "ControlGroup");
+    // The container's own memory cgroup: the scope for runc, <scope>/container for crun.
+    const auto own = trim(sh("sed -n 's/^[0-9]*:memory://p' /proc/$(head -1 /sys/fs/cgroup/systemd" + cg +
+                             "/cgroup.procs)/cgroup").out);
+    EXPECT_EQ(own.rfind(cg, 0), 0u) << own;
     EXPECT_EQ(sh("grep -c '\"hugepageLimits\"' " + bundle).out, hugetlb ? "1\n" : "0\n");
     if (memsw) {
-        EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + cg + "/memory.memsw.limit_in_bytes").out),
-                  std::to_string(96 << 20)) << cg;
+        EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + own + "/memory.memsw.limit_in_bytes").out),
+                  std::to_string(96 << 20)) << own;
         EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + cg + "/memory.limit_in_bytes").out), std::to_string(64 << 20));
     }
     if (hugetlb) {
@@ -870,8 +877,8 @@ TEST_P(ContainerRuntimes, SwapHugepagesAndUnified) {
     EXPECT_EQ(unit_property("crisd-" + id + ".scope", "MemoryMax"), std::to_string(128 << 20));
     if (memsw) {
         EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + cg + "/memory.limit_in_bytes").out), std::to_string(128 << 20));
-        EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + cg + "/memory.memsw.limit_in_bytes").out),
-                  std::to_string(160 << 20));
+        EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + own + "/memory.memsw.limit_in_bytes").out),
+                  std::to_string(160 << 20)) << own;
     }
     EXPECT_EQ(status(id).resources().linux().memory_swap_limit_in_bytes(), 160 << 20);
     if (!v2) {
