@@ -648,7 +648,11 @@ void ContainerManager::update_resources(const std::string& id, const ContainerRe
     // records MemoryMax.
     if (!cgroups_.unified && cgroups_.swap && (res.memory_limit > 0 || res.memory_swap_limit != 0)) {
         const auto memory = res.memory_limit > 0 ? res.memory_limit : r.config.resources.memory_limit;
-        const auto swap = res.memory_swap_limit != 0 ? res.memory_swap_limit : memory > 0 ? memory : -1;
+        // No swap limit given: unlimited stays unlimited, else no swap (= memory).
+        const auto swap = res.memory_swap_limit != 0                ? res.memory_swap_limit
+                          : r.config.resources.memory_swap_limit == -1 ? -1
+                          : memory > 0                                 ? memory
+                                                                       : -1;
         if (memory > 0) update_args.insert(update_args.end(), {"--memory", std::to_string(memory)});
         update_args.insert(update_args.end(), {"--memory-swap", std::to_string(swap)});
     }
@@ -683,7 +687,11 @@ void ContainerManager::update_resources(const std::string& id, const ContainerRe
     if (!res.cpuset_cpus.empty()) cur.cpuset_cpus = res.cpuset_cpus;
     if (!res.cpuset_mems.empty()) cur.cpuset_mems = res.cpuset_mems;
     if (res.memory_swap_limit != 0) cur.memory_swap_limit = res.memory_swap_limit;
-    for (const auto& [size, limit] : res.hugepage_limits) cur.hugepage_limits[size] = limit;
+    // hugetlb limits are set at creation only: neither systemd nor the
+    // runtimes' `update` change them (the kubelet sends the same ones again).
+    if (!res.hugepage_limits.empty() && res.hugepage_limits != cur.hugepage_limits)
+        spdlog::warn("container {}: hugepage_limits are not changed on a running container; they stay as created",
+                     r.id.substr(0, 12));
     for (const auto& [k, v] : res.unified) cur.unified[k] = v;
     save(c->rec);
     spdlog::info("updated the limits of container {}", r.id.substr(0, 12));

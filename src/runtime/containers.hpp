@@ -88,7 +88,10 @@ public:
                                   std::chrono::milliseconds timeout);
     void reopen_log(const std::string& id);
     // UpdateContainerResources: the limits set on crisd-<id>.scope
-    // (SetUnitProperties); zero values are left as they are.
+    // (SetUnitProperties); zero values are left as they are. CPU values, and
+    // on cgroup v1 memory + swap, also through the runtime's `update`;
+    // `unified` (v2) through `update --resources`. Hugepage limits stay as
+    // created. Checked like CreateContainer's (InvalidArgument).
     void update_resources(const std::string& id, const ContainerResources& resources);
 
     // ContainerStats: read from the cgroup files of crisd-<id>.scope (v1:

@@ -64,7 +64,7 @@ std::vector<std::string> string_list(const json& j, const std::string& origin, c
 }
 
 std::uint64_t unsigned_of(const json& j, const std::string& origin, const std::string& where) {
-    if (!j.is_number_integer() || (j.is_number_integer() && !j.is_number_unsigned() && j.get<std::int64_t>() < 0))
+    if (!j.is_number_integer() || (!j.is_number_unsigned() && j.get<std::int64_t>() < 0))
         throw bad(origin, where + " is not a non-negative integer");
     return j.get<std::uint64_t>();
 }
