@@ -636,7 +636,11 @@ void ContainerManager::update_resources(const std::string& id, const ContainerRe
     const auto r = c->get();
     if (r.state != ContainerState::Running && r.state != ContainerState::Created)
         throw Error(Code::FailedPrecondition, "container " + r.id + " is not running");
-    with_context("container " + r.id, [&] { check_resources(res, cgroups_); });
+    // Checked against the limits it will have (a swap limit alone is checked
+    // against the memory limit the container has now).
+    auto effective = res;
+    if (effective.memory_limit == 0) effective.memory_limit = r.config.resources.memory_limit;
+    with_context("container " + r.id, [&] { check_resources(effective, cgroups_); });
     note_ignored_limits(res);
     // crun's cgroup v1 CPU settings are its own cgroupfs writes, which systemd
     // does not redo: the runtime's `update` sets the CPU values too (seen:

@@ -881,6 +881,14 @@ TEST_P(ContainerRuntimes, SwapHugepagesAndUnified) {
                   std::to_string(160 << 20)) << own;
     }
     EXPECT_EQ(status(id).resources().linux().memory_swap_limit_in_bytes(), 160 << 20);
+    {  // A swap limit alone, below the memory limit the container has.
+        v1::UpdateContainerResourcesRequest low_swap;
+        low_swap.set_container_id(id);
+        low_swap.mutable_linux()->set_memory_swap_limit_in_bytes(100 << 20);
+        v1::UpdateContainerResourcesResponse ur;
+        EXPECT_EQ(client_->try_call(&v1::RuntimeService::Stub::UpdateContainerResources, low_swap, &ur).error_code(),
+                  grpc::StatusCode::INVALID_ARGUMENT);
+    }
     if (!v2) {
         v1::UpdateContainerResourcesRequest uu;
         uu.set_container_id(id);
