@@ -78,6 +78,10 @@ const std::vector<Key>& scalar_keys() {
         {"crisd.runtime", "pod_shm_size",
          "Size in bytes of the /dev/shm tmpfs of a pod that does not use the host IPC namespace.",
          IntRef([](Config& c) -> std::int64_t& { return c.runtime.pod_shm_size; })},
+        {"crisd.runtime", "seccomp_profile",
+         "The RuntimeDefault seccomp profile: a containers-common (Docker format) or OCI JSON file, "
+         "read again when it changes. A container gets no seccomp unless it asks for a profile.",
+         StringRef([](Config& c) -> std::string& { return c.runtime.seccomp_profile; })},
         {"crisd.network", "network_dir",
          "Directory of CNI network configs; the first valid .conflist/.conf/.json in lexical "
          "order is used.",
@@ -310,6 +314,7 @@ Config defaults() {
     c.image.max_parallel_downloads = 3;
     c.runtime.default_runtime = "runc";
     c.runtime.pod_shm_size = 64 * 1024 * 1024;
+    c.runtime.seccomp_profile = "/usr/share/containers/seccomp.json";
     c.runtime.runtimes["runc"] = RuntimeHandler{"", "/run/runc", "oci"};
     c.runtime.runtimes["crun"] = RuntimeHandler{"", "/run/crun", "oci"};
     c.network.network_dir = "/etc/cni/net.d";
@@ -365,6 +370,9 @@ void validate(const Config& cfg, const std::string& origin) {
         throw config_error(origin, "crisd.api.shutdown_timeout: " +
                                        std::to_string(cfg.api.shutdown_timeout) +
                                        " is outside 0..3600 seconds");
+    if (!is_absolute(cfg.runtime.seccomp_profile))
+        throw config_error(origin, "crisd.runtime.seccomp_profile: " + quote(cfg.runtime.seccomp_profile) +
+                                       " is not an absolute path");
     if (!is_absolute(cfg.image.registries_conf))
         throw config_error(origin, "crisd.image.registries_conf: " + quote(cfg.image.registries_conf) +
                                        " is not an absolute path");

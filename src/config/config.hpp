@@ -42,6 +42,7 @@ struct Config {
         std::string default_runtime;
         std::map<std::string, RuntimeHandler> runtimes;
         std::int64_t pod_shm_size = 0;  // bytes of a pod's /dev/shm tmpfs
+        std::string seccomp_profile;    // the RuntimeDefault seccomp profile (containers format)
     } runtime;
     struct Network {
         std::string network_dir;

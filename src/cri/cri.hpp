@@ -12,6 +12,7 @@ namespace crisd::runtime {
 class Handlers;
 class PodManager;
 class ContainerManager;
+class RuntimeConfigState;
 }
 namespace crisd::network {
 class Network;
@@ -31,6 +32,7 @@ struct Backends {
     image::Rootfs* rootfs = nullptr;  // container root filesystems (ImageFsInfo)
     runtime::PodManager* pods = nullptr;  // null: the pod RPCs answer UNIMPLEMENTED
     runtime::ContainerManager* containers = nullptr;  // null: the container RPCs answer UNIMPLEMENTED
+    runtime::RuntimeConfigState* runtime_config = nullptr;  // null: UpdateRuntimeConfig answers UNIMPLEMENTED
 };
 
 std::unique_ptr<grpc::Service> make_runtime_service(const Backends& backends);

@@ -117,6 +117,47 @@ void fill_status(v1::PodSandboxStatus* out, const runtime::PodRecord& r) {
 
 // ---- containers ----
 
+// memory_swap_limit_in_bytes may be -1 (unlimited swap), the others not negative.
+runtime::ContainerResources resources_of(const v1::LinuxContainerResources& r) {
+    if (r.cpu_period() < 0 || r.cpu_quota() < 0 || r.cpu_shares() < 0 || r.memory_limit_in_bytes() < 0 ||
+        r.memory_swap_limit_in_bytes() < -1)
+        throw Error(Code::InvalidArgument, "negative resource value");
+    runtime::ContainerResources c;
+    c.cpu_period = r.cpu_period();
+    c.cpu_quota = r.cpu_quota();
+    c.cpu_shares = r.cpu_shares();
+    c.memory_limit = r.memory_limit_in_bytes();
+    c.oom_score_adj = r.oom_score_adj();
+    c.cpuset_cpus = r.cpuset_cpus();
+    c.cpuset_mems = r.cpuset_mems();
+    c.memory_swap_limit = r.memory_swap_limit_in_bytes();
+    for (const auto& h : r.hugepage_limits()) {
+        if (h.page_size().empty()) throw Error(Code::InvalidArgument, "a hugepage limit without a page size");
+        c.hugepage_limits[h.page_size()] = h.limit();
+    }
+    c.unified.insert(r.unified().begin(), r.unified().end());
+    return c;
+}
+
+// The CRI's SecurityProfile, else the deprecated seccomp_profile_path.
+runtime::SeccompRequest seccomp_of(const v1::LinuxContainerSecurityContext& sc) {
+    if (!sc.has_seccomp()) {
+        // Older kubelets send only the deprecated string.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+        return runtime::seccomp_from_path(sc.seccomp_profile_path());
+#pragma GCC diagnostic pop
+    }
+    switch (sc.seccomp().profile_type()) {
+    case v1::SecurityProfile::RuntimeDefault: return {runtime::SeccompKind::RuntimeDefault, ""};
+    case v1::SecurityProfile::Unconfined: return {};
+    case v1::SecurityProfile::Localhost: return runtime::seccomp_localhost(sc.seccomp().localhost_ref());
+    default:
+        throw Error(Code::InvalidArgument,
+                    "unknown seccomp profile type " + std::to_string(sc.seccomp().profile_type()));
+    }
+}
+
 runtime::ContainerConfig container_config(const v1::ContainerConfig& in) {
     runtime::ContainerConfig c;
     c.metadata = {in.metadata().name(), in.metadata().attempt()};
@@ -142,13 +183,7 @@ runtime::ContainerConfig container_config(const v1::ContainerConfig& in) {
     if (in.stop_signal() != v1::RUNTIME_DEFAULT) c.stop_signal = v1::Signal_Name(in.stop_signal());
     if (in.has_linux()) {
         const auto& l = in.linux();
-        if (l.has_resources()) {
-            const auto& r = l.resources();
-            if (r.cpu_period() < 0 || r.cpu_quota() < 0 || r.cpu_shares() < 0 || r.memory_limit_in_bytes() < 0)
-                throw Error(Code::InvalidArgument, "negative resource value");
-            c.resources = {r.cpu_period(), r.cpu_quota(), r.cpu_shares(), r.memory_limit_in_bytes(),
-                           r.oom_score_adj(), r.cpuset_cpus(), r.cpuset_mems()};
-        }
+        if (l.has_resources()) c.resources = resources_of(l.resources());
         if (l.has_security_context()) {
             const auto& sc = l.security_context();
             c.privileged = sc.privileged();
@@ -167,6 +202,7 @@ runtime::ContainerConfig container_config(const v1::ContainerConfig& in) {
             c.masked_paths.assign(sc.masked_paths().begin(), sc.masked_paths().end());
             c.readonly_paths.assign(sc.readonly_paths().begin(), sc.readonly_paths().end());
             if (sc.has_namespace_options()) c.pid = mode_of(sc.namespace_options().pid());
+            c.seccomp = seccomp_of(sc);
         }
     }
     return c;
@@ -220,6 +256,13 @@ void fill_container_status(v1::ContainerStatus* out, const runtime::ContainerRec
     lr->set_oom_score_adj(r.config.resources.oom_score_adj);
     lr->set_cpuset_cpus(r.config.resources.cpuset_cpus);
     lr->set_cpuset_mems(r.config.resources.cpuset_mems);
+    lr->set_memory_swap_limit_in_bytes(r.config.resources.memory_swap_limit);
+    for (const auto& [size, limit] : r.config.resources.hugepage_limits) {
+        auto* h = lr->add_hugepage_limits();
+        h->set_page_size(size);
+        h->set_limit(limit);
+    }
+    lr->mutable_unified()->insert(r.config.resources.unified.begin(), r.config.resources.unified.end());
 }
 
 void add_condition(v1::RuntimeStatus* status, const Condition& c) {
@@ -258,7 +301,7 @@ public:
     grpc::Status Status(ServerContext*, const v1::StatusRequest* req,
                   v1::StatusResponse* resp) override {
         return call("Status", [&] {
-            const auto st = runtime::runtime_status(b_.handlers, b_.network);
+            const auto st = runtime::runtime_status(b_.handlers, b_.network, b_.runtime_config);
             auto* status = resp->mutable_status();
             for (const auto& c : st.conditions) add_condition(status, c);
             for (const auto& name : st.runtime_handlers) resp->add_runtime_handlers()->set_name(name);
@@ -414,12 +457,7 @@ public:
             auto& containers = containers_or_unimplemented("UpdateContainerResources");
             if (!req->has_linux())
                 throw Error(Code::InvalidArgument, "UpdateContainerResources: linux resources are required");
-            const auto& r = req->linux();
-            if (r.cpu_period() < 0 || r.cpu_quota() < 0 || r.cpu_shares() < 0 || r.memory_limit_in_bytes() < 0)
-                throw Error(Code::InvalidArgument, "UpdateContainerResources: negative resource value");
-            containers.update_resources(req->container_id(),
-                                        {r.cpu_period(), r.cpu_quota(), r.cpu_shares(), r.memory_limit_in_bytes(),
-                                         r.oom_score_adj(), r.cpuset_cpus(), r.cpuset_mems()});
+            containers.update_resources(req->container_id(), resources_of(req->linux()));
         });
     }
     CRISD_UNIMPLEMENTED(Exec)
@@ -454,9 +492,35 @@ public:
             }
         });
     }
-    CRISD_UNIMPLEMENTED(PodSandboxStats)
-    CRISD_UNIMPLEMENTED(ListPodSandboxStats)
-    CRISD_UNIMPLEMENTED(UpdateRuntimeConfig)
+    grpc::Status PodSandboxStats(ServerContext*, const v1::PodSandboxStatsRequest* req,
+                                 v1::PodSandboxStatsResponse* resp) override {
+        return call("PodSandboxStats", [&] {
+            auto& containers = containers_or_unimplemented("PodSandboxStats");
+            fill_pod_stats(resp->mutable_stats(), containers.pod_stats(req->pod_sandbox_id()));
+        });
+    }
+
+    grpc::Status ListPodSandboxStats(ServerContext*, const v1::ListPodSandboxStatsRequest* req,
+                                     v1::ListPodSandboxStatsResponse* resp) override {
+        return call("ListPodSandboxStats", [&] {
+            auto& containers = containers_or_unimplemented("ListPodSandboxStats");
+            runtime::PodFilter filter;
+            if (req->has_filter()) {
+                filter.id = req->filter().id();
+                filter.label_selector.insert(req->filter().label_selector().begin(),
+                                             req->filter().label_selector().end());
+            }
+            for (const auto& s : containers.list_pod_stats(filter)) fill_pod_stats(resp->add_stats(), s);
+        });
+    }
+
+    grpc::Status UpdateRuntimeConfig(ServerContext*, const v1::UpdateRuntimeConfigRequest* req,
+                                     v1::UpdateRuntimeConfigResponse*) override {
+        return call("UpdateRuntimeConfig", [&] {
+            if (!b_.runtime_config) unimplemented("UpdateRuntimeConfig");
+            b_.runtime_config->set_pod_cidr(req->runtime_config().network_config().pod_cidr());
+        });
+    }
     CRISD_UNIMPLEMENTED(CheckpointContainer)
     CRISD_UNIMPLEMENTED(ListMetricDescriptors)
     CRISD_UNIMPLEMENTED(ListPodSandboxMetrics)
@@ -524,21 +588,54 @@ private:
         return *b_.pods;
     }
 
+    static void fill_usage(v1::CpuUsage* cpu, v1::MemoryUsage* memory, const runtime::ContainerManager::Stats& s) {
+        cpu->set_timestamp(s.timestamp);
+        if (s.cpu_ns) cpu->mutable_usage_core_nano_seconds()->set_value(*s.cpu_ns);
+        memory->set_timestamp(s.timestamp);
+        if (s.working_set) memory->mutable_working_set_bytes()->set_value(*s.working_set);
+        if (s.memory_usage) memory->mutable_usage_bytes()->set_value(*s.memory_usage);
+        if (s.rss) memory->mutable_rss_bytes()->set_value(*s.rss);
+    }
+
     static void fill_stats(v1::ContainerStats* out, const runtime::ContainerRecord& r,
-                           const runtime::ContainerManager& containers) {
+                           const runtime::ContainerManager::Stats& s) {
         auto* a = out->mutable_attributes();
         a->set_id(r.id);
         a->mutable_metadata()->set_name(r.config.metadata.name);
         a->mutable_metadata()->set_attempt(r.config.metadata.attempt);
         a->mutable_labels()->insert(r.config.labels.begin(), r.config.labels.end());
         a->mutable_annotations()->insert(r.config.annotations.begin(), r.config.annotations.end());
-        const auto s = containers.stats(r.id);
-        out->mutable_cpu()->set_timestamp(s.timestamp);
-        if (s.cpu_ns) out->mutable_cpu()->mutable_usage_core_nano_seconds()->set_value(*s.cpu_ns);
-        out->mutable_memory()->set_timestamp(s.timestamp);
-        if (s.working_set) out->mutable_memory()->mutable_working_set_bytes()->set_value(*s.working_set);
-        if (s.memory_usage) out->mutable_memory()->mutable_usage_bytes()->set_value(*s.memory_usage);
-        if (s.rss) out->mutable_memory()->mutable_rss_bytes()->set_value(*s.rss);
+        fill_usage(out->mutable_cpu(), out->mutable_memory(), s);
+    }
+    static void fill_stats(v1::ContainerStats* out, const runtime::ContainerRecord& r,
+                           const runtime::ContainerManager& containers) {
+        fill_stats(out, r, containers.stats(r.id));
+    }
+
+    static void fill_pod_stats(v1::PodSandboxStats* out, const runtime::ContainerManager::PodStats& s) {
+        auto* a = out->mutable_attributes();
+        a->set_id(s.pod.id);
+        fill_metadata(a->mutable_metadata(), s.pod.config.metadata);
+        a->mutable_labels()->insert(s.pod.config.labels.begin(), s.pod.config.labels.end());
+        a->mutable_annotations()->insert(s.pod.config.annotations.begin(), s.pod.config.annotations.end());
+        auto* l = out->mutable_linux();
+        fill_usage(l->mutable_cpu(), l->mutable_memory(), s.usage);
+        l->mutable_process()->set_timestamp(s.usage.timestamp);
+        if (s.usage.processes) l->mutable_process()->mutable_process_count()->set_value(*s.usage.processes);
+        if (!s.interfaces.empty()) {
+            auto* net = l->mutable_network();
+            net->set_timestamp(s.usage.timestamp);
+            for (const auto& i : s.interfaces) {
+                auto* n = net->add_interfaces();
+                n->set_name(i.name);
+                n->mutable_rx_bytes()->set_value(i.rx_bytes);
+                n->mutable_rx_errors()->set_value(i.rx_errors);
+                n->mutable_tx_bytes()->set_value(i.tx_bytes);
+                n->mutable_tx_errors()->set_value(i.tx_errors);
+                if (i.name == s.default_interface) *net->mutable_default_interface() = *n;
+            }
+        }
+        for (const auto& [r, cs] : s.containers) fill_stats(l->add_containers(), r, cs);
     }
 
     runtime::ContainerManager& containers_or_unimplemented(const char* rpc) const {

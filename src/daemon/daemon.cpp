@@ -59,11 +59,14 @@ class DaemonStatus final : public status::Provider {
 public:
     DaemonStatus(const runtime::Handlers& handlers, const network::Network& network,
                  const runtime::PodManager& pods, const runtime::ContainerManager& containers,
-                 const image::Images& images)
-        : handlers_(handlers), network_(network), pods_(pods), containers_(containers), images_(images) {}
+                 const image::Images& images, const runtime::RuntimeConfigState& runtime_config)
+        : handlers_(handlers), network_(network), pods_(pods), containers_(containers), images_(images),
+          runtime_config_(runtime_config) {}
 
     // The same function as the CRI Status (verbose).
-    status::RuntimeStatus status() const override { return runtime::runtime_status(handlers_, network_); }
+    status::RuntimeStatus status() const override {
+        return runtime::runtime_status(handlers_, network_, &runtime_config_);
+    }
     status::Counts counts() const override {
         status::Counts c;
         c.pods = static_cast<std::uint32_t>(pods_.count());
@@ -91,6 +94,7 @@ private:
     const runtime::PodManager& pods_;
     const runtime::ContainerManager& containers_;
     const image::Images& images_;
+    const runtime::RuntimeConfigState& runtime_config_;
 };
 
 }  // namespace
@@ -128,15 +132,17 @@ int DaemonManager::run() {
     runtime::PodManager pods(runtime::PodOptions{cfg_.root, cfg_.runroot, cfg_.runtime.pod_shm_size},
                              handlers, network, *systemd_manager);
     pods.load();
-    runtime::ContainerManager containers(runtime::ContainerOptions{cfg_.root, cfg_.runroot, ""}, handlers, pods,
+    runtime::ContainerManager containers(runtime::ContainerOptions{cfg_.root, cfg_.runroot, "", cfg_.runtime.seccomp_profile}, handlers, pods,
                                          images, rootfs, *systemd_manager);
     containers.load();
+    runtime::RuntimeConfigState runtime_config;
     const cri::Backends backends{.handlers = handlers,
                                  .network = network,
                                  .images = &images,
                                  .rootfs = &rootfs,
                                  .pods = &pods,
-                                 .containers = &containers};
+                                 .containers = &containers,
+                                 .runtime_config = &runtime_config};
     auto runtime_service = cri::make_runtime_service(backends);
     auto image_service = cri::make_image_service(backends);
 
@@ -160,7 +166,7 @@ int DaemonManager::run() {
     // The status object comes after the CRI: the bus is optional. Without a
     // system bus (or the bus policy) it warns and keeps retrying in the
     // background; the CRI is served either way.
-    DaemonStatus status_provider(handlers, network, pods, containers, images);
+    DaemonStatus status_provider(handlers, network, pods, containers, images, runtime_config);
     auto status_service = std::make_unique<status::Service>(
         status_provider, status::Options{CRISD_VERSION, started_at, std::chrono::seconds(5), ""});
     pods.set_on_change([svc = status_service.get()] { svc->refresh(); });

@@ -7,8 +7,11 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -169,11 +172,13 @@ json to_json(const ContainerRecord& r) {
         {"mounts", mounts}, {"devices", devices}, {"labels", c.labels}, {"annotations", c.annotations},
         {"log_path", c.log_path}, {"stdin", c.stdin}, {"stdin_once", c.stdin_once}, {"tty", c.tty},
         {"privileged", c.privileged}, {"readonly_rootfs", c.readonly_rootfs},
+        {"seccomp", {{"kind", static_cast<int>(c.seccomp.kind)}, {"localhost", c.seccomp.localhost}}},
         {"resources",
          {{"cpu_period", c.resources.cpu_period}, {"cpu_quota", c.resources.cpu_quota},
           {"cpu_shares", c.resources.cpu_shares}, {"memory_limit", c.resources.memory_limit},
           {"oom_score_adj", c.resources.oom_score_adj}, {"cpuset_cpus", c.resources.cpuset_cpus},
-          {"cpuset_mems", c.resources.cpuset_mems}}}};
+          {"cpuset_mems", c.resources.cpuset_mems}, {"memory_swap_limit", c.resources.memory_swap_limit},
+          {"hugepage_limits", c.resources.hugepage_limits}, {"unified", c.resources.unified}}}};
     return {{"id", r.id}, {"pod_id", r.pod_id}, {"config", config}, {"state", static_cast<int>(r.state)},
             {"creating", r.creating}, {"image_id", r.image_id}, {"image_ref", r.image_ref},
             {"runtime_handler", r.runtime_handler}, {"runtime_path", r.runtime_path},
@@ -214,11 +219,23 @@ ContainerRecord container_from_json(const json& j) {
         o.tty = c.at("tty").get<bool>();
         o.privileged = c.at("privileged").get<bool>();
         o.readonly_rootfs = c.at("readonly_rootfs").get<bool>();
+        if (c.contains("seccomp"))  // records of an older crisd have none
+            o.seccomp = {static_cast<SeccompKind>(c["seccomp"].at("kind").get<int>()),
+                         c["seccomp"].at("localhost").get<std::string>()};
         const auto& res = c.at("resources");
-        o.resources = {res.at("cpu_period").get<std::int64_t>(), res.at("cpu_quota").get<std::int64_t>(),
-                       res.at("cpu_shares").get<std::int64_t>(), res.at("memory_limit").get<std::int64_t>(),
-                       res.at("oom_score_adj").get<std::int64_t>(), res.at("cpuset_cpus").get<std::string>(),
-                       res.at("cpuset_mems").get<std::string>()};
+        o.resources.cpu_period = res.at("cpu_period").get<std::int64_t>();
+        o.resources.cpu_quota = res.at("cpu_quota").get<std::int64_t>();
+        o.resources.cpu_shares = res.at("cpu_shares").get<std::int64_t>();
+        o.resources.memory_limit = res.at("memory_limit").get<std::int64_t>();
+        o.resources.oom_score_adj = res.at("oom_score_adj").get<std::int64_t>();
+        o.resources.cpuset_cpus = res.at("cpuset_cpus").get<std::string>();
+        o.resources.cpuset_mems = res.at("cpuset_mems").get<std::string>();
+        // Not in the records of an older crisd.
+        o.resources.memory_swap_limit = res.value("memory_swap_limit", std::int64_t{0});
+        if (res.contains("hugepage_limits"))
+            o.resources.hugepage_limits = res["hugepage_limits"].get<std::map<std::string, std::uint64_t>>();
+        if (res.contains("unified"))
+            o.resources.unified = res["unified"].get<std::map<std::string, std::string>>();
         r.state = static_cast<ContainerState>(j.at("state").get<int>());
         r.creating = j.at("creating").get<bool>();
         r.image_id = j.at("image_id").get<std::string>();
@@ -427,6 +444,63 @@ std::vector<std::string> capabilities(const ContainerConfig& c, const std::set<s
     return out;
 }
 
+CgroupFeatures cgroup_features(const std::string& cgroup_root, const std::string& hugepages_dir) {
+    CgroupFeatures f;
+    struct statfs sfs{};
+    f.unified = ::statfs(cgroup_root.c_str(), &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC;
+    struct stat st{};
+    if (f.unified) {
+        const auto controllers = read_file_if_exists(cgroup_root + "/cgroup.controllers").value_or("");
+        std::istringstream in(controllers);
+        std::string c;
+        while (in >> c) f.hugetlb = f.hugetlb || c == "hugetlb";
+        // memory.swap.max exists in every non-root cgroup when swap is accounted.
+        const auto self = read_file_if_exists("/proc/self/cgroup").value_or("");
+        const auto pos = self.find("0::");
+        if (pos != std::string::npos) {
+            std::string path = self.substr(pos + 3);
+            path = path.substr(0, path.find('\n'));
+            f.swap = ::stat((cgroup_root + path + "/memory.swap.max").c_str(), &st) == 0;
+        }
+    } else {
+        f.hugetlb = ::stat((cgroup_root + "/hugetlb").c_str(), &st) == 0;
+        f.swap = ::stat((cgroup_root + "/memory/memory.memsw.limit_in_bytes").c_str(), &st) == 0;
+    }
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(hugepages_dir, ec)) {
+        const auto name = e.path().filename().string();  // hugepages-2048kB
+        if (name.rfind("hugepages-", 0) != 0 || name.size() < 13 || name.substr(name.size() - 2) != "kB") continue;
+        const auto digits = name.substr(10, name.size() - 12);
+        if (!all_digits(digits)) continue;
+        const auto kb = std::stoull(digits);
+        f.hugepage_sizes.insert(kb % (1024 * 1024) == 0 ? std::to_string(kb / 1024 / 1024) + "GB"
+                                : kb % 1024 == 0        ? std::to_string(kb / 1024) + "MB"
+                                                        : std::to_string(kb) + "KB");
+    }
+    return f;
+}
+
+void check_resources(const ContainerResources& r, const CgroupFeatures& node) {
+    if (!r.unified.empty() && !node.unified)
+        throw Error(Code::InvalidArgument,
+                    "unified cgroup resources (" + r.unified.begin()->first +
+                        ", ...) need a cgroup v2 node; this node has cgroup v1 controllers");
+    for (const auto& [k, v] : r.unified)
+        if (k.empty() || k.find('/') != std::string::npos || k.find('.') == std::string::npos)
+            throw Error(Code::InvalidArgument, "unified resource \"" + k + "\" is not a cgroup file name");
+    if (r.memory_swap_limit > 0 && r.memory_limit > 0 && r.memory_swap_limit < r.memory_limit)
+        throw Error(Code::InvalidArgument, "memory_swap_limit_in_bytes " + std::to_string(r.memory_swap_limit) +
+                                               " is below memory_limit_in_bytes " + std::to_string(r.memory_limit) +
+                                               " (it is memory plus swap)");
+    for (const auto& [size, limit] : r.hugepage_limits) {
+        const auto unit = size.size() > 2 ? size.substr(size.size() - 2) : "";
+        if ((unit != "KB" && unit != "MB" && unit != "GB") || !all_digits(size.substr(0, size.size() - 2)))
+            throw Error(Code::InvalidArgument, "hugepage size \"" + size + "\" is not like 2MB or 1GB");
+        if (node.hugetlb && !node.hugepage_sizes.count(size))
+            throw Error(Code::InvalidArgument, "hugepage size " + size + " is not one of this node's");
+    }
+}
+
 json oci_spec(const SpecInputs& in) {
     const auto& r = *in.record;
     const auto& c = r.config;
@@ -541,7 +615,23 @@ json oci_spec(const SpecInputs& in) {
     if (c.privileged) dev_rules = json::array({{{"allow", true}, {"access", "rwm"}}});
     resources["devices"] = dev_rules;
     const auto& res = c.resources;
-    if (res.memory_limit > 0) resources["memory"] = {{"limit", res.memory_limit}};
+    json memory = json::object();
+    if (res.memory_limit > 0) memory["limit"] = res.memory_limit;
+    // memory + swap; without a swap limit no swap (memory.swap = the limit),
+    // as CRI-O and containerd do. Left out where the node does not account swap.
+    if (in.cgroups.swap) {
+        if (res.memory_swap_limit != 0)
+            memory["swap"] = res.memory_swap_limit;
+        else if (res.memory_limit > 0)
+            memory["swap"] = res.memory_limit;
+    }
+    if (!memory.empty()) resources["memory"] = memory;
+    if (in.cgroups.hugetlb && !res.hugepage_limits.empty()) {
+        json hp = json::array();
+        for (const auto& [size, limit] : res.hugepage_limits) hp.push_back({{"pageSize", size}, {"limit", limit}});
+        resources["hugepageLimits"] = hp;
+    }
+    if (in.cgroups.unified && !res.unified.empty()) resources["unified"] = res.unified;
     json cpu = json::object();
     if (res.cpu_shares > 0) cpu["shares"] = res.cpu_shares;
     if (res.cpu_quota > 0) cpu["quota"] = res.cpu_quota;
@@ -558,6 +648,7 @@ json oci_spec(const SpecInputs& in) {
         {"cgroupsPath", r.slice + ":crisd:" + r.id},
     };
     if (!devices.empty()) linux_j["devices"] = devices;
+    if (in.seccomp && !c.privileged) linux_j["seccomp"] = *in.seccomp;
     if (!c.privileged) {
         json masked = json::array(), ro = json::array();
         if (c.masked_paths.empty())

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/pod.hpp"
+#include "runtime/seccomp.hpp"
 
 namespace crisd::runtime {
 
@@ -45,6 +46,11 @@ struct ContainerResources {
     std::int64_t oom_score_adj = 0;
     std::string cpuset_cpus;
     std::string cpuset_mems;
+    // memory + swap (OCI memory.swap, memory.memsw on cgroup v1): 0 = not
+    // set, -1 = unlimited. Applied only where the node accounts swap.
+    std::int64_t memory_swap_limit = 0;
+    std::map<std::string, std::uint64_t> hugepage_limits;  // page size ("2MB") -> bytes
+    std::map<std::string, std::string> unified;            // cgroup v2 files -> values
 };
 
 struct ContainerConfig {
@@ -75,6 +81,7 @@ struct ContainerConfig {
     std::vector<std::string> drop_capabilities;
     std::vector<std::string> masked_paths;       // empty: the default set
     std::vector<std::string> readonly_paths;     // empty: the default set
+    SeccompRequest seccomp;                      // none for a privileged container
     NamespaceMode pid = NamespaceMode::Container;
     std::string stop_signal;  // the CRI's ("SIGTERM"); "" = the image's, else SIGTERM
 };
@@ -163,6 +170,21 @@ std::vector<std::string> capabilities(const ContainerConfig& c, const std::set<s
 // This process's bounding set ("CAP_CHOWN", ...), from /proc/self/status.
 std::set<std::string> bounding_set();
 
+// What the node's cgroups can do; read once by ContainerManager.
+struct CgroupFeatures {
+    bool unified = false;  // cgroup v2 only (not a hybrid layout)
+    bool swap = false;     // swap accounting: memory.memsw (v1), memory.swap.max (v2)
+    bool hugetlb = false;  // the hugetlb controller
+    std::set<std::string> hugepage_sizes;  // "2MB", "1GB": the node's hugepage sizes
+};
+CgroupFeatures cgroup_features(const std::string& cgroup_root = "/sys/fs/cgroup",
+                               const std::string& hugepages_dir = "/sys/kernel/mm/hugepages");
+
+// Checks limits the node cannot take: `unified` on a node that is not
+// cgroup v2 only, a swap limit below the memory limit, a hugepage size that
+// is malformed or (with hugetlb) not the node's. InvalidArgument.
+void check_resources(const ContainerResources& r, const CgroupFeatures& node);
+
 struct SpecInputs {
     const ContainerRecord* record = nullptr;
     const PodRecord* pod = nullptr;
@@ -170,6 +192,8 @@ struct SpecInputs {
     ResolvedUser user;
     std::vector<std::string> args;
     std::vector<std::string> caps;
+    std::optional<nlohmann::json> seccomp;  // linux.seccomp; none: unconfined
+    CgroupFeatures cgroups;
 };
 // config.json for the runtime. Mount sources are checked here (NotFound).
 nlohmann::json oci_spec(const SpecInputs& in);

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <string_view>
+#include <sstream>
 
 #include <spdlog/spdlog.h>
 
@@ -54,8 +55,15 @@ bool monitor_alive(pid_t pid, const std::string& id) {
 }
 
 // The CRI limits as properties of crisd-<id>.scope (zero: not set).
-systemd::Resources scope_resources(const ContainerResources& res) {
+systemd::Resources scope_resources(const ContainerResources& res, const CgroupFeatures& node) {
     systemd::Resources sd;
+    // MemorySwapMax is swap alone (cgroup v2); the CRI's limit is memory + swap.
+    if (node.unified && node.swap) {
+        if (res.memory_swap_limit == -1)
+            sd.memory_swap_max = systemd::kUnlimited;
+        else if (res.memory_swap_limit > 0 && res.memory_limit > 0)
+            sd.memory_swap_max = static_cast<std::uint64_t>(res.memory_swap_limit - res.memory_limit);
+    }
     if (res.cpu_shares > 0) sd.cpu_shares = static_cast<std::uint64_t>(res.cpu_shares);
     if (res.cpu_quota > 0) sd.cpu_quota_us = static_cast<std::uint64_t>(res.cpu_quota);
     if (res.cpu_period > 0) sd.cpu_period_us = static_cast<std::uint64_t>(res.cpu_period);
@@ -86,7 +94,9 @@ ContainerManager::ContainerManager(ContainerOptions options, const Handlers& han
       images_(images),
       rootfs_(rootfs),
       systemd_(systemd),
-      bounding_(bounding_set()) {
+      bounding_(bounding_set()),
+      seccomp_(opts_.seccomp_profile),
+      cgroups_(cgroup_features()) {
     make_dirs(opts_.root + "/containers");
     make_dirs(opts_.runroot + "/containers");
     make_dirs(exit_dir());
@@ -359,6 +369,15 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         rec.config.resources.oom_score_adj = 0;
     }
 
+    // Limits, capabilities and the seccomp profile before anything is made:
+    // a bad value is the caller's error and leaves nothing behind.
+    with_context("container " + config.metadata.name, [&] { check_resources(config.resources, cgroups_); });
+    note_ignored_limits(config.resources);
+    const auto caps = capabilities(config, bounding_);
+    const auto seccomp = with_context("container " + config.metadata.name, [&] {
+        return seccomp_.for_container(config.seccomp, config.privileged, {caps.begin(), caps.end()});
+    });
+
     // The record first: a crash from here on is undone at the next start.
     save(rec);
     try {
@@ -375,7 +394,9 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         in.image = image_config;
         in.args = process_args(config, image_config);
         in.user = resolve_user(config, image_config, rec.rootfs);
-        in.caps = capabilities(config, bounding_);
+        in.caps = caps;
+        in.seccomp = seccomp;
+        in.cgroups = cgroups_;
         const auto spec = oci_spec(in);
         make_dirs(rec.bundle, fs::perms::owner_all);
         make_dirs(rec.socket_dir(), fs::perms::owner_all);
@@ -414,7 +435,7 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         // The runtime made crisd-<id>.scope; the limits go on it as unit
         // properties before the container's process runs (crun's systemd
         // driver leaves them out on a cgroup v1 host).
-        if (const auto sd = scope_resources(rec.config.resources); !sd.empty())
+        if (const auto sd = scope_resources(rec.config.resources, cgroups_); !sd.empty())
             with_context("setting the limits of " + rec.scope(),
                          [&] { systemd_.set_properties(rec.scope(), sd); });
         rec.state = ContainerState::Created;
@@ -435,8 +456,9 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         containers_[rec.id] = c;
     }
     emit(ContainerEvent::Type::Created, rec);
-    spdlog::info("created container {} ({}) in pod {}/{} with {}", rec.id.substr(0, 12), config.metadata.name,
-                 rec.pod_namespace, rec.pod_name, rec.runtime_handler);
+    spdlog::info("created container {} ({}) in pod {}/{} with {}, seccomp {}", rec.id.substr(0, 12),
+                 config.metadata.name, rec.pod_namespace, rec.pod_name, rec.runtime_handler,
+                 config.privileged ? "unconfined (privileged)" : to_string(config.seccomp));
 }
 
 void ContainerManager::teardown(ContainerRecord& r) {
@@ -614,24 +636,52 @@ void ContainerManager::update_resources(const std::string& id, const ContainerRe
     const auto r = c->get();
     if (r.state != ContainerState::Running && r.state != ContainerState::Created)
         throw Error(Code::FailedPrecondition, "container " + r.id + " is not running");
-    const auto sd = scope_resources(res);
-    if (!sd.empty())
-        with_context("updating the limits of " + r.scope(), [&] { systemd_.set_properties(r.scope(), sd); });
+    // Checked against the limits it will have (a swap limit alone is checked
+    // against the memory limit the container has now).
+    auto effective = res;
+    if (effective.memory_limit == 0) effective.memory_limit = r.config.resources.memory_limit;
+    with_context("container " + r.id, [&] { check_resources(effective, cgroups_); });
+    note_ignored_limits(res);
     // crun's cgroup v1 CPU settings are its own cgroupfs writes, which systemd
     // does not redo: the runtime's `update` sets the CPU values too (seen:
     // cpu.cfs_quota_us kept the old value with crun after SetUnitProperties).
-    std::vector<std::string> cpu_args;
-    if (res.cpu_quota > 0) cpu_args.insert(cpu_args.end(), {"--cpu-quota", std::to_string(res.cpu_quota)});
-    if (res.cpu_period > 0) cpu_args.insert(cpu_args.end(), {"--cpu-period", std::to_string(res.cpu_period)});
-    if (res.cpu_shares > 0) cpu_args.insert(cpu_args.end(), {"--cpu-share", std::to_string(res.cpu_shares)});
-    if (!res.cpuset_cpus.empty()) cpu_args.insert(cpu_args.end(), {"--cpuset-cpus", res.cpuset_cpus});
-    if (!res.cpuset_mems.empty()) cpu_args.insert(cpu_args.end(), {"--cpuset-mems", res.cpuset_mems});
-    if (!cpu_args.empty() && r.state == ContainerState::Running) {
+    std::vector<std::string> update_args;
+    // cgroup v1 with swap accounting: memory.memsw is the runtime's (systemd
+    // has no property for it) and memory.limit_in_bytes may not exceed it, so
+    // the runtime sets both, in the order the kernel needs, before systemd
+    // records MemoryMax.
+    if (!cgroups_.unified && cgroups_.swap && (res.memory_limit > 0 || res.memory_swap_limit != 0)) {
+        const auto memory = res.memory_limit > 0 ? res.memory_limit : r.config.resources.memory_limit;
+        // No swap limit given: unlimited stays unlimited, else no swap (= memory).
+        const auto swap = res.memory_swap_limit != 0                ? res.memory_swap_limit
+                          : r.config.resources.memory_swap_limit == -1 ? -1
+                          : memory > 0                                 ? memory
+                                                                       : -1;
+        if (memory > 0) update_args.insert(update_args.end(), {"--memory", std::to_string(memory)});
+        update_args.insert(update_args.end(), {"--memory-swap", std::to_string(swap)});
+    }
+    if (res.cpu_quota > 0) update_args.insert(update_args.end(), {"--cpu-quota", std::to_string(res.cpu_quota)});
+    if (res.cpu_period > 0) update_args.insert(update_args.end(), {"--cpu-period", std::to_string(res.cpu_period)});
+    if (res.cpu_shares > 0) update_args.insert(update_args.end(), {"--cpu-share", std::to_string(res.cpu_shares)});
+    if (!res.cpuset_cpus.empty()) update_args.insert(update_args.end(), {"--cpuset-cpus", res.cpuset_cpus});
+    if (!res.cpuset_mems.empty()) update_args.insert(update_args.end(), {"--cpuset-mems", res.cpuset_mems});
+    if (!update_args.empty() && r.state == ContainerState::Running) {
         std::vector<std::string> args{"update"};
-        args.insert(args.end(), cpu_args.begin(), cpu_args.end());
+        args.insert(args.end(), update_args.begin(), update_args.end());
         args.push_back(r.id);
         run_runtime(r, args);
     }
+    // cgroup v2: `unified` goes to the runtime as a resources file.
+    if (cgroups_.unified && !res.unified.empty() && r.state == ContainerState::Running) {
+        const auto file = r.bundle + "/update-resources.json";
+        write_file_atomic(file, json{{"unified", res.unified}}.dump(), 0600, false);
+        run_runtime(r, {"update", "--resources", file, r.id});
+        std::error_code ec;
+        fs::remove(file, ec);
+    }
+    const auto sd = scope_resources(res, cgroups_);
+    if (!sd.empty())
+        with_context("updating the limits of " + r.scope(), [&] { systemd_.set_properties(r.scope(), sd); });
     std::lock_guard l(c->mu);
     auto& cur = c->rec.config.resources;
     if (res.cpu_shares > 0) cur.cpu_shares = res.cpu_shares;
@@ -640,6 +690,13 @@ void ContainerManager::update_resources(const std::string& id, const ContainerRe
     if (res.memory_limit > 0) cur.memory_limit = res.memory_limit;
     if (!res.cpuset_cpus.empty()) cur.cpuset_cpus = res.cpuset_cpus;
     if (!res.cpuset_mems.empty()) cur.cpuset_mems = res.cpuset_mems;
+    if (res.memory_swap_limit != 0) cur.memory_swap_limit = res.memory_swap_limit;
+    // hugetlb limits are set at creation only: neither systemd nor the
+    // runtimes' `update` change them (the kubelet sends the same ones again).
+    if (!res.hugepage_limits.empty() && res.hugepage_limits != cur.hugepage_limits)
+        spdlog::warn("container {}: hugepage_limits are not changed on a running container; they stay as created",
+                     r.id.substr(0, 12));
+    for (const auto& [k, v] : res.unified) cur.unified[k] = v;
     save(c->rec);
     spdlog::info("updated the limits of container {}", r.id.substr(0, 12));
 }
@@ -649,6 +706,17 @@ void ContainerManager::update_resources(const std::string& id, const ContainerRe
 namespace crisd::runtime {
 
 std::shared_ptr<ContainerEvents> ContainerManager::subscribe() { return events_.subscribe(); }
+
+// Limits the node cannot apply, said once each (CRI-O and containerd leave
+// them out the same way, so a kubelet's pod still runs).
+void ContainerManager::note_ignored_limits(const ContainerResources& res) const {
+    static std::atomic<bool> swap_said{false}, huge_said{false};
+    if (res.memory_swap_limit != 0 && !cgroups_.swap && !swap_said.exchange(true))
+        spdlog::warn("memory_swap_limit_in_bytes is ignored: this node does not account swap in its memory "
+                     "cgroups (no memory.memsw / memory.swap.max; said once)");
+    if (!res.hugepage_limits.empty() && !cgroups_.hugetlb && !huge_said.exchange(true))
+        spdlog::warn("hugepage_limits are ignored: this node has no hugetlb cgroup controller (said once)");
+}
 
 void ContainerManager::emit(ContainerEvent::Type type, const ContainerRecord& r) {
     const ContainerEvent event{type, now_unix_ns(), r};
@@ -701,7 +769,7 @@ std::optional<std::uint64_t> stat_field(const std::string& path, const std::stri
 
 }  // namespace
 
-std::string ContainerManager::scope_cgroup(const std::string& slice, const std::string& id) {
+std::string ContainerManager::slice_cgroup(const std::string& slice) {
     std::string path;
     const std::string name = slice.substr(0, slice.size() - std::string(".slice").size());
     std::size_t dash = 0;
@@ -711,15 +779,16 @@ std::string ContainerManager::scope_cgroup(const std::string& slice, const std::
         if (dash == std::string::npos) break;
         ++dash;
     }
-    return path + "/crisd-" + id + ".scope";
+    return path;
 }
 
-ContainerManager::Stats ContainerManager::stats(const std::string& id) const {
-    const auto r = find(id)->get();
+std::string ContainerManager::scope_cgroup(const std::string& slice, const std::string& id) {
+    return slice_cgroup(slice) + "/crisd-" + id + ".scope";
+}
+
+ContainerManager::Stats ContainerManager::cgroup_stats(const std::string& cg) {
     Stats s;
     s.timestamp = now_unix_ns();
-    if (r.state != ContainerState::Running) return s;
-    const auto cg = scope_cgroup(r.slice, r.id);
     const std::string root = "/sys/fs/cgroup";
     if (fs::exists(root + "/memory" + cg)) {  // v1
         s.cpu_ns = read_u64(root + "/cpuacct" + cg + "/cpuacct.usage");
@@ -728,6 +797,7 @@ ContainerManager::Stats ContainerManager::stats(const std::string& id) const {
         const auto inactive = stat_field(root + "/memory" + cg + "/memory.stat", "total_inactive_file");
         if (s.memory_usage)
             s.working_set = inactive && *inactive < *s.memory_usage ? *s.memory_usage - *inactive : *s.memory_usage;
+        s.processes = read_u64(root + "/pids" + cg + "/pids.current");
     } else if (fs::exists(root + cg + "/memory.current")) {  // v2
         if (const auto us = stat_field(root + cg + "/cpu.stat", "usage_usec")) s.cpu_ns = *us * 1000;
         s.memory_usage = read_u64(root + cg + "/memory.current");
@@ -735,8 +805,88 @@ ContainerManager::Stats ContainerManager::stats(const std::string& id) const {
         const auto inactive = stat_field(root + cg + "/memory.stat", "inactive_file");
         if (s.memory_usage)
             s.working_set = inactive && *inactive < *s.memory_usage ? *s.memory_usage - *inactive : *s.memory_usage;
+        s.processes = read_u64(root + cg + "/pids.current");
     }
     return s;
+}
+
+ContainerManager::Stats ContainerManager::stats(const std::string& id) const {
+    const auto r = find(id)->get();
+    if (r.state != ContainerState::Running) {
+        Stats s;
+        s.timestamp = now_unix_ns();
+        return s;
+    }
+    return cgroup_stats(scope_cgroup(r.slice, r.id));
+}
+
+namespace {
+
+// /proc/<pid>/net/dev: "  eth0: rx_bytes packets errs drop fifo frame compressed multicast tx_bytes packets errs ..."
+std::vector<ContainerManager::Interface> net_dev(pid_t pid) {
+    std::vector<ContainerManager::Interface> out;
+    const auto text = read_file_if_exists("/proc/" + std::to_string(pid) + "/net/dev");
+    if (!text) return out;
+    std::istringstream in(*text);
+    std::string line;
+    while (std::getline(in, line)) {
+        const auto colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string name = line.substr(0, colon);
+        name.erase(0, name.find_first_not_of(' '));
+        if (name.empty() || name == "lo" || name.find('|') != std::string::npos) continue;
+        std::istringstream f(line.substr(colon + 1));
+        std::uint64_t v[16] = {};
+        int n = 0;
+        while (n < 16 && f >> v[n]) ++n;
+        if (n < 16) continue;
+        out.push_back({name, v[0], v[2], v[8], v[10]});
+    }
+    return out;
+}
+
+}  // namespace
+
+ContainerManager::PodStats ContainerManager::pod_stats_of(const PodRecord& pod) const {
+    PodStats out;
+    out.pod = pod;
+    ContainerFilter filter;
+    filter.pod_id = pod.id;
+    filter.state = ContainerState::Running;
+    pid_t net_pid = 0;
+    for (const auto& r : list(filter)) {
+        if (r.pod_id != pod.id) continue;
+        out.containers.emplace_back(r, cgroup_stats(scope_cgroup(r.slice, r.id)));
+        if (!net_pid && r.pid > 0) net_pid = r.pid;
+    }
+    if (!pod.config.cgroup_parent.empty()) {
+        out.usage = cgroup_stats(slice_cgroup(pod.slice));
+    } else {
+        // crisd.slice is shared by every pod without a slice: sum the containers.
+        out.usage.timestamp = now_unix_ns();
+        const auto add = [](std::optional<std::uint64_t>& sum, const std::optional<std::uint64_t>& v) {
+            if (v) sum = sum.value_or(0) + *v;
+        };
+        for (const auto& [_, s] : out.containers) {
+            add(out.usage.cpu_ns, s.cpu_ns);
+            add(out.usage.memory_usage, s.memory_usage);
+            add(out.usage.working_set, s.working_set);
+            add(out.usage.rss, s.rss);
+            add(out.usage.processes, s.processes);
+        }
+    }
+    if (!pod.config.host_network() && !pod.netns.empty() && net_pid) out.interfaces = net_dev(net_pid);
+    return out;
+}
+
+ContainerManager::PodStats ContainerManager::pod_stats(const std::string& pod_id) const {
+    return pod_stats_of(pods_.status(pod_id));
+}
+
+std::vector<ContainerManager::PodStats> ContainerManager::list_pod_stats(const PodFilter& filter) const {
+    std::vector<PodStats> out;
+    for (const auto& pod : pods_.list(filter)) out.push_back(pod_stats_of(pod));
+    return out;
 }
 
 }  // namespace crisd::runtime

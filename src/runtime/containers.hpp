@@ -47,6 +47,8 @@ struct ContainerOptions {
     std::string root;     // records in <root>/containers
     std::string runroot;  // bundles in <runroot>/containers/<id>, exit files in <runroot>/exits
     std::string conmon_path;  // "" = the installed one
+    // The RuntimeDefault seccomp profile (crisd.runtime.seccomp_profile).
+    std::string seccomp_profile = "/usr/share/containers/seccomp.json";
 };
 
 // A container lifecycle event (GetContainerEvents); types as the CRI's.
@@ -86,7 +88,10 @@ public:
                                   std::chrono::milliseconds timeout);
     void reopen_log(const std::string& id);
     // UpdateContainerResources: the limits set on crisd-<id>.scope
-    // (SetUnitProperties); zero values are left as they are.
+    // (SetUnitProperties); zero values are left as they are. CPU values, and
+    // on cgroup v1 memory + swap, also through the runtime's `update`;
+    // `unified` (v2) through `update --resources`. Hugepage limits stay as
+    // created. Checked like CreateContainer's (InvalidArgument).
     void update_resources(const std::string& id, const ContainerResources& resources);
 
     // ContainerStats: read from the cgroup files of crisd-<id>.scope (v1:
@@ -98,10 +103,34 @@ public:
         std::optional<std::uint64_t> memory_usage;    // bytes
         std::optional<std::uint64_t> working_set;     // usage - inactive_file
         std::optional<std::uint64_t> rss;
+        std::optional<std::uint64_t> processes;       // pids.current
     };
     Stats stats(const std::string& id) const;
     // The scope's cgroup path ("/a.slice/a-b.slice/crisd-<id>.scope").
     static std::string scope_cgroup(const std::string& slice, const std::string& id);
+    // A slice's cgroup path ("a-b.slice" -> "/a.slice/a-b.slice").
+    static std::string slice_cgroup(const std::string& slice);
+    // Usage read from the cgroup files of one cgroup path (v1 or v2).
+    static Stats cgroup_stats(const std::string& cgroup);
+
+    // PodSandboxStats: CPU, memory and processes of the pod's slice when the
+    // pod has one of its own (cgroup_parent), else the sum of its containers'
+    // scopes; the stats of its running containers; the counters of the
+    // interfaces in its network namespace (read from a running container's
+    // /proc/<pid>/net/dev; none for host network or with no container running).
+    struct Interface {
+        std::string name;
+        std::uint64_t rx_bytes = 0, rx_errors = 0, tx_bytes = 0, tx_errors = 0;
+    };
+    struct PodStats {
+        PodRecord pod;
+        Stats usage;
+        std::string default_interface = "eth0";
+        std::vector<Interface> interfaces;
+        std::vector<std::pair<ContainerRecord, Stats>> containers;
+    };
+    PodStats pod_stats(const std::string& pod_id) const;
+    std::vector<PodStats> list_pod_stats(const PodFilter& filter) const;
 
     // A stream of container events (until the returned object is dropped).
     std::shared_ptr<ContainerEvents> subscribe();
@@ -116,6 +145,7 @@ private:
     std::string record_path(const std::string& id) const;
     std::string exit_dir() const { return opts_.runroot + "/exits"; }
     void create_in_pod(ContainerRecord& rec, const PodRecord& pod);
+    PodStats pod_stats_of(const PodRecord& pod) const;
     void teardown(ContainerRecord& r);
     void stop_locked(Container& c, std::chrono::seconds timeout);
     void on_exit(const std::string& id);
@@ -132,6 +162,9 @@ private:
     systemd::Manager& systemd_;
     NameRegistry names_;
     std::set<std::string> bounding_;
+    SeccompProfiles seccomp_;
+    const CgroupFeatures cgroups_;
+    void note_ignored_limits(const ContainerResources& res) const;
 
     mutable std::mutex mu_;  // guards containers_ only
     std::map<std::string, std::shared_ptr<Container>> containers_;

@@ -1,13 +1,29 @@
 #include "runtime/status.hpp"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "network/network.hpp"
 #include "runtime/handlers.hpp"
 
 namespace crisd::runtime {
 
-status::RuntimeStatus runtime_status(const Handlers& handlers, const network::Network& network) {
+void RuntimeConfigState::set_pod_cidr(const std::string& cidr) {
+    std::lock_guard lock(mu_);
+    if (cidr == pod_cidr_) return;
+    spdlog::info("UpdateRuntimeConfig: the node's pod CIDR is now \"{}\" (was \"{}\"); pod addresses "
+                 "come from the CNI config",
+                 cidr, pod_cidr_);
+    pod_cidr_ = cidr;
+}
+
+std::string RuntimeConfigState::pod_cidr() const {
+    std::lock_guard lock(mu_);
+    return pod_cidr_;
+}
+
+status::RuntimeStatus runtime_status(const Handlers& handlers, const network::Network& network,
+                                     const RuntimeConfigState* config) {
     status::RuntimeStatus st;
     st.conditions = {handlers.readiness(), network.readiness()};
     st.runtime_handlers = handlers.names();
@@ -16,8 +32,9 @@ status::RuntimeStatus runtime_status(const Handlers& handlers, const network::Ne
         const auto& h = handlers.get(name);
         runtimes[name] = {{"path", h.path}, {"root", h.root}, {"problem", h.problem}};
     }
-    st.info["config"] =
-        nlohmann::json{{"defaultRuntime", handlers.default_name()}, {"runtimes", runtimes}}.dump();
+    nlohmann::json info{{"defaultRuntime", handlers.default_name()}, {"runtimes", runtimes}};
+    if (config) info["podCIDR"] = config->pod_cidr();
+    st.info["config"] = info.dump();
     return st;
 }
 

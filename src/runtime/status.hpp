@@ -2,6 +2,9 @@
 // io.crisd.Daemon1 publishes it: one function, used by both.
 #pragma once
 
+#include <mutex>
+#include <string>
+
 #include "status/status.hpp"
 
 namespace crisd::network {
@@ -12,8 +15,23 @@ namespace crisd::runtime {
 
 class Handlers;
 
+// What the kubelet tells the runtime with UpdateRuntimeConfig: the node's pod
+// CIDR (one, or an IPv4 and an IPv6 one separated by a comma). crisd keeps
+// it for the verbose status; the CNI config decides the pod addresses.
+class RuntimeConfigState {
+public:
+    void set_pod_cidr(const std::string& cidr);  // logs a change
+    std::string pod_cidr() const;
+
+private:
+    mutable std::mutex mu_;
+    std::string pod_cidr_;
+};
+
 // RuntimeReady and NetworkReady, the runtime handlers, and the verbose info
-// ("config": the default handler and each handler's binary, root, problem).
-status::RuntimeStatus runtime_status(const Handlers& handlers, const network::Network& network);
+// ("config": the default handler, each handler's binary, root, problem, and
+// the pod CIDR when `config` is given).
+status::RuntimeStatus runtime_status(const Handlers& handlers, const network::Network& network,
+                                     const RuntimeConfigState* config = nullptr);
 
 }  // namespace crisd::runtime

@@ -203,6 +203,8 @@ std::vector<Property> resource_properties(const Resources& r, CgroupVersion v) {
                        cpu_quota_per_sec(*r.cpu_quota_us, r.cpu_period_us.value_or(100000))});
     if (r.cpu_period_us) out.push_back({"CPUQuotaPeriodUSec", *r.cpu_period_us});
     if (r.memory_max) out.push_back({"MemoryMax", *r.memory_max});
+    // systemd has no swap limit on cgroup v1 (memory.memsw is the runtime's).
+    if (r.memory_swap_max && v == CgroupVersion::V2) out.push_back({"MemorySwapMax", *r.memory_swap_max});
     if (r.tasks_max) out.push_back({"TasksMax", *r.tasks_max});
     if (r.cpuset_cpus) out.push_back({"AllowedCPUs", parse_cpuset(*r.cpuset_cpus)});
     if (r.cpuset_mems) out.push_back({"AllowedMemoryNodes", parse_cpuset(*r.cpuset_mems)});

@@ -31,13 +31,14 @@ struct Resources {
     std::optional<std::uint64_t> cpu_quota_us;   // per period, >= 1000, or kUnlimited
     std::optional<std::uint64_t> cpu_period_us;  // 1000..1000000; default 100000 with a quota
     std::optional<std::uint64_t> memory_max;     // bytes, or kUnlimited; MemoryMax
+    std::optional<std::uint64_t> memory_swap_max;  // bytes of swap, or kUnlimited; MemorySwapMax (v2 only)
     std::optional<std::uint64_t> tasks_max;      // or kUnlimited; TasksMax
     std::optional<std::string> cpuset_cpus;      // "0-3,8"; AllowedCPUs ("" = all)
     std::optional<std::string> cpuset_mems;      // "0"; AllowedMemoryNodes ("" = all)
 
     bool empty() const noexcept {
-        return !cpu_shares && !cpu_quota_us && !cpu_period_us && !memory_max && !tasks_max &&
-               !cpuset_cpus && !cpuset_mems;
+        return !cpu_shares && !cpu_quota_us && !cpu_period_us && !memory_max && !memory_swap_max &&
+               !tasks_max && !cpuset_cpus && !cpuset_mems;
     }
 };
 

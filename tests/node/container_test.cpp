@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <functional>
+#include <sstream>
 #include <thread>
 
 #include "cri_client.hpp"
@@ -630,4 +631,285 @@ TEST_F(Containers, ReachesAServerInAnotherPod) {
     EXPECT_EQ(status(cli).exit_code(), 0);
     EXPECT_NE(log_of("net-client", "wget").find("stdout F hello from the server pod"), std::string::npos)
         << log_of("net-client", "wget");
+}
+
+// ---- seccomp (issue 8) ----
+
+namespace {
+
+// "Seccomp:" and "Seccomp_filters:" of a process's status. The node runs
+// under systemd-nspawn's own filter, so the number of filters is compared
+// with the node's: a profile adds one.
+std::pair<int, int> seccomp_of(const std::string& status_text) {
+    int mode = -1, filters = -1;
+    std::istringstream in(status_text);
+    std::string line;
+    while (std::getline(in, line)) {  // also CRI log lines: "<time> stdout F Seccomp:\t2"
+        if (const auto p = line.find("Seccomp:"); p != std::string::npos) mode = std::stoi(line.substr(p + 8));
+        if (const auto p = line.find("Seccomp_filters:"); p != std::string::npos)
+            filters = std::stoi(line.substr(p + 16));
+    }
+    return {mode, filters};
+}
+
+void set_seccomp(v1::ContainerConfig& c, v1::SecurityProfile::ProfileType type, const std::string& ref = "") {
+    auto* p = c.mutable_linux()->mutable_security_context()->mutable_seccomp();
+    p->set_profile_type(type);
+    p->set_localhost_ref(ref);
+}
+
+}  // namespace
+
+TEST_P(ContainerRuntimes, SeccompProfiles) {
+    // The node's init: crisd and its containers descend from it (a command run
+    // into the node with nsenter does not).
+    const auto node = seccomp_of(must("grep Seccomp /proc/1/status"));
+    const auto pod = run_pod("seccomp-" + GetParam(), GetParam());
+    const std::string script = "grep Seccomp /proc/self/status; mkdir /tmp/made 2>&1; echo mkdir=$?";
+    auto run = [&](const std::string& name, const v1::ContainerConfig& config) {
+        const auto id = create(pod, config);
+        if (id.empty()) return std::string();
+        start(id);
+        EXPECT_TRUE(wait_exited(id)) << name;
+        return log_of("seccomp-" + GetParam(), name);
+    };
+
+    // RuntimeDefault: the containers-common profile, one filter more than the node.
+    auto rd = container_config("rd", script);
+    set_seccomp(rd, v1::SecurityProfile::RuntimeDefault);
+    auto log = run("rd", rd);
+    auto got = seccomp_of(log);
+    EXPECT_EQ(got.first, 2) << log;
+    EXPECT_EQ(got.second, node.second + 1) << log << " node: " << node.second;
+    EXPECT_NE(log.find("mkdir=0"), std::string::npos) << log;
+
+    // Unconfined (and no profile at all): nothing added.
+    auto un = container_config("un", script);
+    set_seccomp(un, v1::SecurityProfile::Unconfined);
+    log = run("un", un);
+    got = seccomp_of(log);
+    EXPECT_EQ(got.second, node.second) << log;
+    EXPECT_EQ(got.first, node.first) << log;  // 0 on a node without a filter of its own
+    log = run("none", container_config("none", script));
+    EXPECT_EQ(seccomp_of(log).second, node.second) << log;
+
+    // Privileged: no seccomp even when RuntimeDefault is asked for.
+    auto priv = container_config("priv", script);
+    set_seccomp(priv, v1::SecurityProfile::RuntimeDefault);
+    priv.mutable_linux()->mutable_security_context()->set_privileged(true);
+    log = run("priv", priv);
+    EXPECT_EQ(seccomp_of(log).second, node.second) << log;
+
+    // Localhost, containers format: mkdir fails with EPERM.
+    const std::string dir = "/tmp/crisd-seccomp-" + GetParam();
+    must("mkdir -p " + dir);
+    must("echo '{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"archMap\":[{\"architecture\":\"SCMP_ARCH_X86_64\","
+         "\"subArchitectures\":[\"SCMP_ARCH_X86\"]}],\"syscalls\":[{\"names\":[\"mkdir\",\"mkdirat\"],"
+         "\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":1,\"includes\":{},\"excludes\":{}}]}' > " + dir + "/deny-mkdir.json");
+    auto lh = container_config("lh", script);
+    set_seccomp(lh, v1::SecurityProfile::Localhost, dir + "/deny-mkdir.json");
+    log = run("lh", lh);
+    EXPECT_EQ(seccomp_of(log).second, node.second + 1) << log;
+    EXPECT_NE(log.find("Operation not permitted"), std::string::npos) << log;
+    EXPECT_NE(log.find("mkdir=1"), std::string::npos) << log;
+
+    // Localhost, OCI format, through the deprecated seccomp_profile_path: EACCES.
+    must("echo '{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"mkdir\",\"mkdirat\"],"
+         "\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":13}]}' > " + dir + "/oci.json");
+    auto oci = container_config("oci", script);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    oci.mutable_linux()->mutable_security_context()->set_seccomp_profile_path("localhost/" + dir + "/oci.json");
+#pragma GCC diagnostic pop
+    log = run("oci", oci);
+    EXPECT_NE(log.find("Permission denied"), std::string::npos) << log;
+
+    // Bad Localhost profiles: INVALID_ARGUMENT naming the file, nothing left.
+    const auto before = list().size();
+    const auto units = sh("systemctl list-units --all --no-legend 'crisd-*.scope' | wc -l").out;
+    for (const auto& [ref, needle] : std::vector<std::pair<std::string, std::string>>{
+             {dir + "/missing.json", dir + "/missing.json"},
+             {"relative.json", "relative.json"}}) {
+        auto bad = container_config("bad", "true");
+        set_seccomp(bad, v1::SecurityProfile::Localhost, ref);
+        const auto st = try_create(pod, bad);
+        EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << ref;
+        EXPECT_NE(st.error_message().find(needle), std::string::npos) << st.error_message();
+    }
+    must("echo '{\"defaultAction\": ' > " + dir + "/broken.json");
+    auto broken = container_config("bad", "true");
+    set_seccomp(broken, v1::SecurityProfile::Localhost, dir + "/broken.json");
+    const auto st = try_create(pod, broken);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find(dir + "/broken.json"), std::string::npos) << st.error_message();
+    EXPECT_EQ(list().size(), before) << "no container record";
+    EXPECT_EQ(sh("systemctl list-units --all --no-legend 'crisd-*.scope' | wc -l").out, units) << "no scope";
+    EXPECT_EQ(sh("ls /var/lib/crisd/containers | wc -l").out, std::to_string(before) + "\n");
+    // The name is free again.
+    EXPECT_FALSE(create(pod, container_config("bad", "true")).empty());
+    sh("rm -rf " + dir);
+}
+
+// ---- pod stats, resources, runtime config (issue 8) ----
+
+TEST_F(Containers, PodSandboxStatsAndList) {
+    v1::RunPodSandboxRequest req;
+    *req.mutable_config() = pod_config("stats-sliced");
+    req.mutable_config()->mutable_linux()->set_cgroup_parent("kubepods-burstable-podstatstest.slice");
+    pod_config_ = req.config();
+    const auto sliced = client_->call(&v1::RuntimeService::Stub::RunPodSandbox, "RunPodSandbox", req).pod_sandbox_id();
+    const auto a = create(sliced, container_config("a", "while true; do sleep 1; done"));
+    start(a);
+    const auto plain = run_pod("stats-plain");
+    const auto b = create(plain, container_config("b", "ping -c 3 -W 1 127.0.0.1 >/dev/null; wget -q -T 1 http://10.85.0.1:1/ ; sleep 1000"));
+    start(b);
+    const auto idle = run_pod("stats-idle");
+
+    v1::PodSandboxStatsRequest sreq;
+    sreq.set_pod_sandbox_id(sliced);
+    auto s = client_->call(&v1::RuntimeService::Stub::PodSandboxStats, "PodSandboxStats", sreq).stats();
+    EXPECT_EQ(s.attributes().id(), sliced);
+    EXPECT_EQ(s.attributes().metadata().name(), "stats-sliced");
+    EXPECT_EQ(s.attributes().labels().at("test"), "container");
+    EXPECT_GT(s.linux().cpu().usage_core_nano_seconds().value(), 0u);
+    EXPECT_GT(s.linux().memory().working_set_bytes().value(), 0u);
+    EXPECT_GE(s.linux().process().process_count().value(), 2u) << "the shell, sleep (and conmon, in the slice)";
+    ASSERT_EQ(s.linux().containers_size(), 1);
+    EXPECT_EQ(s.linux().containers(0).attributes().id(), a);
+    EXPECT_GT(s.linux().containers(0).memory().working_set_bytes().value(), 0u);
+    // The slice holds the container and its conmon: at least the container's usage.
+    EXPECT_GE(s.linux().memory().usage_bytes().value(), s.linux().containers(0).memory().usage_bytes().value());
+    EXPECT_TRUE(wait_for([&] {
+        s = client_->call(&v1::RuntimeService::Stub::PodSandboxStats, "PodSandboxStats", sreq).stats();
+        return s.linux().network().default_interface().name() == "eth0";
+    }, 5s)) << s.DebugString();
+
+    sreq.set_pod_sandbox_id(plain);
+    EXPECT_TRUE(wait_for([&] {
+        s = client_->call(&v1::RuntimeService::Stub::PodSandboxStats, "PodSandboxStats", sreq).stats();
+        return s.linux().network().default_interface().tx_bytes().value() > 0;
+    }, 10s)) << s.DebugString();
+    EXPECT_EQ(s.linux().containers_size(), 1);
+    EXPECT_GE(s.linux().process().process_count().value(), 1u);
+    EXPECT_GT(s.linux().memory().working_set_bytes().value(), 0u);
+
+    sreq.set_pod_sandbox_id(idle);
+    s = client_->call(&v1::RuntimeService::Stub::PodSandboxStats, "PodSandboxStats", sreq).stats();
+    EXPECT_EQ(s.attributes().id(), idle);
+    EXPECT_EQ(s.linux().containers_size(), 0);
+
+    v1::ListPodSandboxStatsRequest lreq;
+    auto all = client_->call(&v1::RuntimeService::Stub::ListPodSandboxStats, "ListPodSandboxStats", lreq);
+    EXPECT_EQ(all.stats_size(), 3);
+    lreq.mutable_filter()->set_id(sliced.substr(0, 12));
+    all = client_->call(&v1::RuntimeService::Stub::ListPodSandboxStats, "ListPodSandboxStats", lreq);
+    ASSERT_EQ(all.stats_size(), 1);
+    EXPECT_EQ(all.stats(0).attributes().id(), sliced);
+    lreq.clear_filter();
+    (*lreq.mutable_filter()->mutable_label_selector())["test"] = "nope";
+    EXPECT_EQ(client_->call(&v1::RuntimeService::Stub::ListPodSandboxStats, "ListPodSandboxStats", lreq).stats_size(), 0);
+
+    sreq.set_pod_sandbox_id(std::string(64, 'e'));
+    v1::PodSandboxStatsResponse resp;
+    EXPECT_EQ(client_->try_call(&v1::RuntimeService::Stub::PodSandboxStats, sreq, &resp).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_P(ContainerRuntimes, SwapHugepagesAndUnified) {
+    const bool v2 = trim(sh("stat -f -c %T /sys/fs/cgroup").out) == "cgroup2fs";
+    const bool memsw = sh("test -f /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exit_code == 0;
+    const bool hugetlb = sh("test -d /sys/fs/cgroup/hugetlb").exit_code == 0;
+    const auto pod = run_pod("res-" + GetParam(), GetParam());
+
+    // unified needs a cgroup v2 node: a clear error here, not ignored.
+    auto uni = container_config("uni", "true");
+    (*uni.mutable_linux()->mutable_resources()->mutable_unified())["memory.high"] = "100000000";
+    if (!v2) {
+        const auto st = try_create(pod, uni);
+        EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+        EXPECT_NE(st.error_message().find("cgroup v2"), std::string::npos) << st.error_message();
+    }
+    // Swap below memory: memory_swap_limit_in_bytes is memory + swap.
+    auto low = container_config("low", "true");
+    low.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(64 << 20);
+    low.mutable_linux()->mutable_resources()->set_memory_swap_limit_in_bytes(32 << 20);
+    EXPECT_EQ(try_create(pod, low).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    auto badsize = container_config("badsize", "true");
+    auto* h = badsize.mutable_linux()->mutable_resources()->add_hugepage_limits();
+    h->set_page_size("2 megs");
+    h->set_limit(0);
+    EXPECT_EQ(try_create(pod, badsize).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(list().empty());
+
+    auto config = container_config("swap", "while true; do sleep 1; done");
+    auto* res = config.mutable_linux()->mutable_resources();
+    res->set_memory_limit_in_bytes(64 << 20);
+    res->set_memory_swap_limit_in_bytes(96 << 20);
+    h = res->add_hugepage_limits();
+    h->set_page_size("2MB");
+    h->set_limit(0);
+    const auto id = create(pod, config);
+    ASSERT_FALSE(id.empty());
+    start(id);
+    const auto bundle = "/run/crisd/containers/" + id + "/config.json";
+    const auto cg = unit_property("crisd-" + id + ".scope", "ControlGroup");
+    // The container's own memory cgroup: the scope for runc, <scope>/container for crun.
+    const auto own = trim(sh("sed -n 's/^[0-9]*:memory://p' /proc/$(head -1 /sys/fs/cgroup/systemd" + cg +
+                             "/cgroup.procs)/cgroup").out);
+    EXPECT_EQ(own.rfind(cg, 0), 0u) << own;
+    EXPECT_EQ(sh("grep -c '\"hugepageLimits\"' " + bundle).out, hugetlb ? "1\n" : "0\n");
+    if (memsw) {
+        EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + own + "/memory.memsw.limit_in_bytes").out),
+                  std::to_string(96 << 20)) << own;
+        EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + cg + "/memory.limit_in_bytes").out), std::to_string(64 << 20));
+    }
+    if (hugetlb) {
+        EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/hugetlb" + cg + "/hugetlb.2MB.limit_in_bytes").out), "0");
+    }
+    EXPECT_EQ(status(id).resources().linux().memory_swap_limit_in_bytes(), 96 << 20);
+
+    // Raise both: memsw first, or the kernel refuses the memory limit.
+    v1::UpdateContainerResourcesRequest up;
+    up.set_container_id(id);
+    up.mutable_linux()->set_memory_limit_in_bytes(128 << 20);
+    up.mutable_linux()->set_memory_swap_limit_in_bytes(160 << 20);
+    client_->call(&v1::RuntimeService::Stub::UpdateContainerResources, "UpdateContainerResources", up);
+    EXPECT_EQ(unit_property("crisd-" + id + ".scope", "MemoryMax"), std::to_string(128 << 20));
+    if (memsw) {
+        EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + cg + "/memory.limit_in_bytes").out), std::to_string(128 << 20));
+        EXPECT_EQ(trim(sh("cat /sys/fs/cgroup/memory" + own + "/memory.memsw.limit_in_bytes").out),
+                  std::to_string(160 << 20)) << own;
+    }
+    EXPECT_EQ(status(id).resources().linux().memory_swap_limit_in_bytes(), 160 << 20);
+    {  // A swap limit alone, below the memory limit the container has.
+        v1::UpdateContainerResourcesRequest low_swap;
+        low_swap.set_container_id(id);
+        low_swap.mutable_linux()->set_memory_swap_limit_in_bytes(100 << 20);
+        v1::UpdateContainerResourcesResponse ur;
+        EXPECT_EQ(client_->try_call(&v1::RuntimeService::Stub::UpdateContainerResources, low_swap, &ur).error_code(),
+                  grpc::StatusCode::INVALID_ARGUMENT);
+    }
+    if (!v2) {
+        v1::UpdateContainerResourcesRequest uu;
+        uu.set_container_id(id);
+        (*uu.mutable_linux()->mutable_unified())["memory.high"] = "1";
+        v1::UpdateContainerResourcesResponse ur;
+        EXPECT_EQ(client_->try_call(&v1::RuntimeService::Stub::UpdateContainerResources, uu, &ur).error_code(),
+                  grpc::StatusCode::INVALID_ARGUMENT);
+    }
+}
+
+TEST_F(Containers, UpdateRuntimeConfigKeepsThePodCidr) {
+    v1::UpdateRuntimeConfigRequest req;
+    req.mutable_runtime_config()->mutable_network_config()->set_pod_cidr("10.244.7.0/24");
+    client_->call(&v1::RuntimeService::Stub::UpdateRuntimeConfig, "UpdateRuntimeConfig", req);
+    v1::StatusRequest sreq;
+    sreq.set_verbose(true);
+    const auto st = client_->call(&v1::RuntimeService::Stub::Status, "Status", sreq);
+    ASSERT_TRUE(st.info().count("config"));
+    EXPECT_NE(st.info().at("config").find("\"podCIDR\":\"10.244.7.0/24\""), std::string::npos) << st.info().at("config");
+    EXPECT_NE(sh("journalctl -q -o cat -u crisd.service | grep -c 10.244.7.0/24").out, "0\n");
+    // An empty CIDR is accepted too.
+    req.mutable_runtime_config()->mutable_network_config()->set_pod_cidr("");
+    client_->call(&v1::RuntimeService::Stub::UpdateRuntimeConfig, "UpdateRuntimeConfig", req);
 }

@@ -205,3 +205,131 @@ TEST(ContainerScope, CgroupPathOfNestedSlices) {
     EXPECT_EQ(ContainerManager::scope_cgroup("kubepods-burstable-pod1.slice", "x"),
               "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/crisd-x.scope");
 }
+
+TEST(ContainerScope, SliceCgroupPath) {
+    EXPECT_EQ(ContainerManager::slice_cgroup("crisd.slice"), "/crisd.slice");
+    EXPECT_EQ(ContainerManager::slice_cgroup("kubepods-besteffort-pod1.slice"),
+              "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice");
+}
+
+TEST(ContainerRecord, SeccompAndNewResourcesRoundTrip) {
+    ContainerRecord r;
+    r.id = "x";
+    r.pod_id = "p";
+    r.config = base();
+    r.config.seccomp = {SeccompKind::Localhost, "/p.json"};
+    r.config.resources.memory_swap_limit = -1;
+    r.config.resources.hugepage_limits = {{"2MB", 4194304}};
+    r.config.resources.unified = {{"memory.high", "1000"}};
+    auto j = to_json(r);
+    auto back = container_from_json(j);
+    EXPECT_EQ(back.config.seccomp, r.config.seccomp);
+    EXPECT_EQ(back.config.resources.memory_swap_limit, -1);
+    EXPECT_EQ(back.config.resources.hugepage_limits, r.config.resources.hugepage_limits);
+    EXPECT_EQ(back.config.resources.unified, r.config.resources.unified);
+    // A record of an older crisd has none of these.
+    j["config"].erase("seccomp");
+    j["config"]["resources"].erase("memory_swap_limit");
+    j["config"]["resources"].erase("hugepage_limits");
+    j["config"]["resources"].erase("unified");
+    back = container_from_json(j);
+    EXPECT_EQ(back.config.seccomp.kind, SeccompKind::Unconfined);
+    EXPECT_EQ(back.config.resources.memory_swap_limit, 0);
+    EXPECT_TRUE(back.config.resources.hugepage_limits.empty());
+}
+
+TEST(ContainerResources, CheckedAgainstTheNode) {
+    CgroupFeatures v1;
+    v1.swap = true;
+    v1.hugetlb = true;
+    v1.hugepage_sizes = {"2MB", "1GB"};
+    CgroupFeatures v2 = v1;
+    v2.unified = true;
+    const auto code = [](const ContainerResources& r, const CgroupFeatures& f) {
+        try {
+            check_resources(r, f);
+        } catch (const Error& e) {
+            return e.code();
+        }
+        return Code::Ok;
+    };
+    ContainerResources r;
+    EXPECT_EQ(code(r, v1), Code::Ok);
+    r.unified = {{"memory.high", "100"}};
+    EXPECT_EQ(code(r, v1), Code::InvalidArgument) << "unified on a v1/hybrid node";
+    EXPECT_EQ(code(r, v2), Code::Ok);
+    r.unified = {{"../memory.high", "100"}};
+    EXPECT_EQ(code(r, v2), Code::InvalidArgument);
+    r = {};
+    r.memory_limit = 100;
+    r.memory_swap_limit = 50;
+    EXPECT_EQ(code(r, v1), Code::InvalidArgument) << "memory + swap below memory";
+    r.memory_swap_limit = -1;
+    EXPECT_EQ(code(r, v1), Code::Ok);
+    r.memory_swap_limit = 100;
+    EXPECT_EQ(code(r, v1), Code::Ok);
+    r = {};
+    r.hugepage_limits = {{"2MB", 0}};
+    EXPECT_EQ(code(r, v1), Code::Ok);
+    r.hugepage_limits = {{"64KB", 0}};
+    EXPECT_EQ(code(r, v1), Code::InvalidArgument) << "not a size the node has";
+    EXPECT_EQ(code(r, CgroupFeatures{}), Code::Ok) << "no hugetlb: ignored, not refused";
+    r.hugepage_limits = {{"2 megs", 0}};
+    EXPECT_EQ(code(r, CgroupFeatures{}), Code::InvalidArgument);
+}
+
+TEST(ContainerSpec, SeccompSwapHugepagesAndUnified) {
+    ContainerRecord r;
+    r.id = std::string(64, 'a');
+    r.slice = "crisd.slice";
+    r.rootfs = "/merged";
+    r.config = base();
+    r.config.resources.memory_limit = 64 << 20;
+    r.config.resources.hugepage_limits = {{"2MB", 2 << 20}};
+    r.config.resources.unified = {{"memory.high", "1000"}};
+    PodRecord pod;
+    pod.id = std::string(64, 'b');
+    SpecInputs in;
+    in.record = &r;
+    in.pod = &pod;
+    in.args = {"sh"};
+    // A node without swap accounting, hugetlb or cgroup v2: none of them.
+    auto j = oci_spec(in);
+    EXPECT_EQ(j["linux"]["resources"]["memory"], nlohmann::json({{"limit", 64 << 20}}));
+    EXPECT_FALSE(j["linux"]["resources"].contains("hugepageLimits"));
+    EXPECT_FALSE(j["linux"]["resources"].contains("unified"));
+    EXPECT_FALSE(j["linux"].contains("seccomp"));
+    // With them: memory.swap = the limit (no swap) unless a swap limit is given.
+    in.cgroups = {true, true, true, {"2MB"}};
+    in.seccomp = nlohmann::json{{"defaultAction", "SCMP_ACT_ALLOW"}};
+    j = oci_spec(in);
+    EXPECT_EQ(j["linux"]["resources"]["memory"]["swap"], 64 << 20);
+    EXPECT_EQ(j["linux"]["resources"]["hugepageLimits"],
+              nlohmann::json::parse(R"([{"pageSize": "2MB", "limit": 2097152}])"));
+    EXPECT_EQ(j["linux"]["resources"]["unified"]["memory.high"], "1000");
+    EXPECT_EQ(j["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+    r.config.resources.memory_swap_limit = -1;
+    EXPECT_EQ(oci_spec(in)["linux"]["resources"]["memory"]["swap"], -1);
+    // Privileged: no seccomp.
+    r.config.privileged = true;
+    EXPECT_FALSE(oci_spec(in)["linux"].contains("seccomp"));
+}
+
+TEST(ContainerResources, CgroupFeaturesOfAV1Tree) {
+    const auto dir = std::filesystem::temp_directory_path() / ("crisd-cg-test-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir / "cg/memory");
+    std::filesystem::create_directories(dir / "hp/hugepages-2048kB");
+    std::filesystem::create_directories(dir / "hp/hugepages-1048576kB");
+    std::filesystem::create_directories(dir / "hp/hugepages-64kB");
+    auto f = cgroup_features((dir / "cg").string(), (dir / "hp").string());
+    EXPECT_FALSE(f.unified);
+    EXPECT_FALSE(f.swap);
+    EXPECT_FALSE(f.hugetlb);
+    EXPECT_EQ(f.hugepage_sizes, (std::set<std::string>{"2MB", "1GB", "64KB"}));
+    std::ofstream(dir / "cg/memory/memory.memsw.limit_in_bytes") << "9223372036854771712\n";
+    std::filesystem::create_directories(dir / "cg/hugetlb");
+    f = cgroup_features((dir / "cg").string(), (dir / "hp").string());
+    EXPECT_TRUE(f.swap);
+    EXPECT_TRUE(f.hugetlb);
+    std::filesystem::remove_all(dir);
+}

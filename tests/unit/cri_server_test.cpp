@@ -12,6 +12,7 @@
 #include "cri/cri.hpp"
 #include "network/network.hpp"
 #include "runtime/handlers.hpp"
+#include "runtime/status.hpp"
 #include "server/listener.hpp"
 #include "server/server.hpp"
 
@@ -110,6 +111,37 @@ TEST_F(CriServer, UnbuiltRpcsSayUnimplementedWithAMessage) {
         EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
         EXPECT_NE(st.error_message().find("PullImage: image is required"), std::string::npos);
     }
+}
+
+TEST_F(CriServer, UpdateRuntimeConfigKeepsThePodCidrForStatus) {
+    {
+        grpc::ClientContext ctx;  // no state to keep it in: not built
+        v1::UpdateRuntimeConfigResponse resp;
+        EXPECT_EQ(rt_->UpdateRuntimeConfig(&ctx, v1::UpdateRuntimeConfigRequest(), &resp).error_code(),
+                  grpc::StatusCode::UNIMPLEMENTED);
+    }
+    crisd::runtime::RuntimeConfigState state;
+    backends_->runtime_config = &state;
+    v1::UpdateRuntimeConfigRequest req;
+    req.mutable_runtime_config()->mutable_network_config()->set_pod_cidr("10.244.3.0/24,fd00:10:244:3::/64");
+    {
+        grpc::ClientContext ctx;
+        v1::UpdateRuntimeConfigResponse resp;
+        const auto st = rt_->UpdateRuntimeConfig(&ctx, req, &resp);
+        EXPECT_TRUE(st.ok()) << st.error_message();
+    }
+    EXPECT_EQ(state.pod_cidr(), "10.244.3.0/24,fd00:10:244:3::/64");
+    {
+        grpc::ClientContext ctx;
+        v1::StatusRequest sreq;
+        sreq.set_verbose(true);
+        v1::StatusResponse resp;
+        ASSERT_TRUE(rt_->Status(&ctx, sreq, &resp).ok());
+        EXPECT_NE(resp.info().at("config").find("\"podCIDR\":\"10.244.3.0/24,fd00:10:244:3::/64\""),
+                  std::string::npos)
+            << resp.info().at("config");
+    }
+    backends_->runtime_config = nullptr;
 }
 
 TEST_F(CriServer, ManyConcurrentClients) {
