@@ -46,6 +46,7 @@ struct PodManager::Pod {
     std::mutex save_mu;     // orders the record writes of concurrent changes (stop, infra exit)
     PodRecord rec;
     bool removed = false;
+    bool stopping = false;  // StopPodSandbox ends the infra container: not a death to report
 
     PodRecord snapshot() const {
         std::lock_guard lock(mu);
@@ -148,12 +149,19 @@ void PodManager::watch_infra() {
         std::lock_guard lock(mu_);
         for (const auto& [id, pod] : pods_) ids.push_back(id);
     }
-    for (const auto& id : ids) check_infra(id);
-    watcher_ = std::thread([this, w = std::move(watcher)]() mutable {
+    auto check = [this](const std::string& id) {
+        try {
+            check_infra(id);  // container ids are not found: ignored
+        } catch (const std::exception& e) {
+            spdlog::error("checking the infra container of pod {}: {}", id, e.what());
+        }
+    };
+    for (const auto& id : ids) check(id);
+    watcher_ = std::thread([this, check, w = std::move(watcher)]() mutable {
         while (!stopping_) {
             pollfd p{w.fd(), POLLIN, 0};
             if (::poll(&p, 1, 100) > 0)
-                for (const auto& id : w.take()) check_infra(id);  // container ids are not found: ignored
+                for (const auto& id : w.take()) check(id);
         }
     });
 }
@@ -172,7 +180,7 @@ void PodManager::check_infra(const std::string& id) {
     PodRecord rec;
     {
         std::lock_guard lock(pod->mu);
-        if (pod->removed || pod->rec.state != PodState::Ready) return;
+        if (pod->removed || pod->stopping || pod->rec.state != PodState::Ready) return;
         pod->rec.state = PodState::NotReady;
         rec = pod->rec;
     }
@@ -343,9 +351,33 @@ void PodManager::stop_locked(Pod& pod) {
     const log::Fields fields{{"POD_ID", rec.id}};
     if (hooks_.stop) with_context("stopping the containers of pod " + rec.id, [&] { hooks_.stop(rec); });
     // The infra container after the containers that share its PID namespace.
-    if (rec.infra.present())
+    // Its exit is this stop's doing; if the stop fails after it, the check
+    // at the end still takes the pod's readiness away.
+    struct Stopping {
+        PodManager& self;
+        Pod& pod;
+        Stopping(PodManager& s, Pod& p) : self(s), pod(p) {
+            std::lock_guard lock(pod.mu);
+            pod.stopping = true;
+        }
+        ~Stopping() {
+            {
+                std::lock_guard lock(pod.mu);
+                pod.stopping = false;
+            }
+            try {
+                self.check_infra(pod.snapshot().id);
+            } catch (const std::exception& e) {
+                spdlog::error("checking the infra container of pod {}: {}", pod.snapshot().id, e.what());
+            }
+        }
+    };
+    std::optional<Stopping> stopping;
+    if (rec.infra.present()) {
+        stopping.emplace(*this, pod);
         with_context("stopping the infra container of pod " + rec.id,
                      [&] { infra_->stop(rec, opts_.infra_stop_timeout); });
+    }
     if (rec.state == PodState::NotReady && !rec.network_attached) return;
     if (rec.network_attached) {
         with_context("stopping pod sandbox " + rec.id,

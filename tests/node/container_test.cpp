@@ -720,9 +720,9 @@ TEST_P(InfraHandlers, SharedPidNamespaceWithPauseAsPid1) {
     EXPECT_EQ(unit_property(conmon_scope, "ActiveState"), "active");
     EXPECT_EQ(unit_property(conmon_scope, "Slice"), slice);
     EXPECT_NE(sh("systemctl status " + scope).out.find("/pause"), std::string::npos) << sh("systemctl status " + scope).out;
-    EXPECT_NE(sh("ps -o args= -p " + trim(unit_property(conmon_scope, "MainPID"))).out.find(handler), std::string::npos)
-        << "conmon runs the pod's handler: " << sh("ps -eo pid,args | grep " + pod).out;
-    EXPECT_EQ(sh("ls /run/" + handler + "/" + pod + "/state.json").exit_code, 0) << "made by " << handler;
+    const auto conmon = sh("ps -eo args | grep -v grep | grep '^/usr/libexec/crisd/crisd-conmon --id " + pod + "'").out;
+    EXPECT_NE(conmon.find("/" + handler + " --exit-dir"), std::string::npos) << "the pod's handler: " << conmon;
+    EXPECT_EQ(sh("test -d /run/" + handler + "/" + pod).exit_code, 0) << "the handler's state of it";
 
     // The pause process: the pod's namespaces, no privileges.
     const auto proc_status = sh("cat /proc/" + std::to_string(pid) + "/status").out;
@@ -741,10 +741,10 @@ TEST_P(InfraHandlers, SharedPidNamespaceWithPauseAsPid1) {
     const auto b = create(pod, shared(container_config("b", "echo b-up; exec sleep 1002")));
     start(a);
     start(b);
-    const std::string list_procs = "cat /proc/1/cmdline; echo; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done";
+    const std::string list_procs = "tr '\\0' ' ' < /proc/1/cmdline; echo; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done";
     for (const auto& id : {a, b}) {
         const auto r = exec(id, list_procs);
-        EXPECT_EQ(r.stdout().rfind("/pause\n", 0), 0u) << r.stdout();
+        EXPECT_EQ(r.stdout().rfind("/pause \n", 0), 0u) << r.stdout();
         EXPECT_NE(r.stdout().find("sleep 1001"), std::string::npos) << r.stdout();
         EXPECT_NE(r.stdout().find("sleep 1002"), std::string::npos) << r.stdout();
         EXPECT_EQ(proc_ns_inode(status_pid(id), "pid"), proc_ns_inode(pid, "pid"));
@@ -787,7 +787,7 @@ TEST_F(Infra, PodsWithoutPidSharingHaveNone) {
     EXPECT_EQ(sh("ps -eo args | grep -v grep | grep -c " + pod).out, "0\n") << "no conmon, no pause";
     EXPECT_EQ(sh("pgrep -xc crisd-pause").out, "0\n");
     // Its container has a PID namespace of its own.
-    EXPECT_EQ(exec(id, "cat /proc/1/cmdline").stdout().rfind("sleep", 0), 0u);
+    EXPECT_EQ(exec(id, "tr '\\0' ' ' < /proc/1/cmdline").stdout(), "sleep 1000 ");
     // Asking for the pod's PID namespace in such a pod is refused, and leaves nothing.
     EXPECT_EQ(try_create(pod, shared(container_config("p", "true"))).error_code(),
               grpc::StatusCode::FAILED_PRECONDITION);
@@ -842,12 +842,12 @@ TEST_F(Infra, SurvivesCrisdKill9AndItsDeathMakesThePodNotReady) {
     EXPECT_EQ(pod_info(*client_, pod)["infra"]["pid"].get<int>(), pid);
     EXPECT_EQ(sh("kill -0 " + std::to_string(pid)).exit_code, 0) << "crisd-pause kept running";
     EXPECT_EQ(unit_property("crisd-" + pod + ".scope", "ActiveState"), "active");
-    EXPECT_EQ(trim(exec(id, "cat /proc/1/cmdline").stdout()).rfind("/pause", 0), 0u);
+    EXPECT_EQ(exec(id, "tr '\\0' ' ' < /proc/1/cmdline").stdout(), "/pause ");
     // A new container joins it after the restart.
-    const auto late = create(pod, shared(container_config("late", "cat /proc/1/cmdline; echo")));
+    const auto late = create(pod, shared(container_config("late", "tr '\\0' ' ' < /proc/1/cmdline; echo")));
     start(late);
     ASSERT_TRUE(wait_exited(late));
-    EXPECT_NE(log_of("infra-restart", "late").find("stdout F /pause"), std::string::npos) << log_of("infra-restart", "late");
+    EXPECT_NE(log_of("infra-restart", "late").find(" /pause "), std::string::npos) << log_of("infra-restart", "late");
 
     // PID 1 of the namespace dies: the kernel ends the containers, the pod is not ready.
     must("kill -9 " + std::to_string(pid));
