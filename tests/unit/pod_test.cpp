@@ -358,6 +358,30 @@ TEST_F(PodManagerTest, APodWhoseNamespacesAreGoneIsNotReadyAfterARestart) {
     EXPECT_EQ(again->count(), 0u);
 }
 
+TEST_F(PodManagerTest, APodWhoseInfraContainerIsGoneIsNotReadyAfterARestart) {
+    std::string id;
+    {
+        auto pods = manager();
+        id = pods->run(host_pod("a"));
+    }
+    // The record of a PID-sharing pod whose crisd-pause and conmon are gone.
+    const std::string path = dir_ + "/root/pods/" + id + ".json";
+    auto rec = record_from_json(nlohmann::json::parse(std::ifstream(path)));
+    rec.config.pid = NamespaceMode::Pod;
+    rec.infra = {id, rec.run_dir + "/infra", "/bin/sh", dir_ + "/run/runc", 999999, 999998, 1};
+    std::filesystem::create_directories(rec.infra.bundle);
+    std::ofstream(path) << to_json(rec).dump();
+    auto again = manager();
+    again->load();
+    EXPECT_EQ(again->status(id).state, PodState::NotReady);
+    again->remove(id);  // removes the infra container's scopes and bundle too
+    EXPECT_EQ(again->count(), 0u);
+    EXPECT_FALSE(std::filesystem::exists(rec.run_dir));
+    const auto calls = fake_.calls();
+    EXPECT_NE(std::find(calls.begin(), calls.end(), "stop_unit crisd-" + id + ".scope"), calls.end());
+    EXPECT_NE(std::find(calls.begin(), calls.end(), "stop_unit crisd-conmon-" + id + ".scope"), calls.end());
+}
+
 TEST_F(PodManagerTest, AnUnfinishedCreationIsUndoneAtStartup) {
     std::string id;
     {
