@@ -785,7 +785,7 @@ TEST_F(Infra, PodsWithoutPidSharingHaveNone) {
     EXPECT_EQ(info["infra"]["id"], "") << info.dump();
     expect_no_units_of(pod);
     EXPECT_EQ(sh("ps -eo args | grep -v grep | grep -c " + pod).out, "0\n") << "no conmon, no pause";
-    EXPECT_EQ(sh("pgrep -xc crisd-pause").out, "0\n");
+    EXPECT_EQ(sh("pgrep -xc pause").out, "0\n") << "no crisd-pause anywhere";
     // Its container has a PID namespace of its own.
     EXPECT_EQ(exec(id, "tr '\\0' ' ' < /proc/1/cmdline").stdout(), "sleep 1000 ");
     // Asking for the pod's PID namespace in such a pod is refused, and leaves nothing.
