@@ -201,7 +201,10 @@ runtime::ContainerConfig container_config(const v1::ContainerConfig& in) {
             }
             c.masked_paths.assign(sc.masked_paths().begin(), sc.masked_paths().end());
             c.readonly_paths.assign(sc.readonly_paths().begin(), sc.readonly_paths().end());
-            if (sc.has_namespace_options()) c.pid = mode_of(sc.namespace_options().pid());
+            if (sc.has_namespace_options()) {
+                c.pid = mode_of(sc.namespace_options().pid());
+                c.pid_target = sc.namespace_options().target_id();
+            }
             c.seccomp = seccomp_of(sc);
         }
     }

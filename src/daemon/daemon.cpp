@@ -129,8 +129,11 @@ int DaemonManager::run() {
     image::Rootfs rootfs(images, cfg_.root + "/rootfs");
     // Connects to the system bus on first use: only a pod with a slice needs it.
     const auto systemd_manager = systemd::make_manager();
-    runtime::PodManager pods(runtime::PodOptions{cfg_.root, cfg_.runroot, cfg_.runtime.pod_shm_size},
-                             handlers, network, *systemd_manager);
+    runtime::PodOptions pod_options;
+    pod_options.root = cfg_.root;
+    pod_options.runroot = cfg_.runroot;
+    pod_options.shm_size = cfg_.runtime.pod_shm_size;
+    runtime::PodManager pods(pod_options, handlers, network, *systemd_manager);
     pods.load();
     runtime::ContainerManager containers(runtime::ContainerOptions{cfg_.root, cfg_.runroot, "", cfg_.runtime.seccomp_profile}, handlers, pods,
                                          images, rootfs, *systemd_manager);

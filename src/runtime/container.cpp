@@ -18,6 +18,7 @@
 #include "common/error.hpp"
 #include "common/fd.hpp"
 #include "common/files.hpp"
+#include "runtime/oci.hpp"
 
 namespace crisd::runtime {
 namespace {
@@ -38,12 +39,6 @@ const char* const kAllCaps[] = {
 const char* const kDefaultCaps[] = {"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
                                     "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
                                     "CAP_KILL"};
-
-const char* const kMaskedPaths[] = {"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                                    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-                                    "/proc/scsi", "/sys/firmware", "/sys/dev/block", "/proc/interrupts"};
-const char* const kReadonlyPaths[] = {"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                                      "/proc/sysrq-trigger"};
 
 std::string cap_name(std::string c) {
     for (auto& ch : c) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
@@ -171,6 +166,7 @@ json to_json(const ContainerRecord& r) {
         {"command", c.command}, {"args", c.args}, {"working_dir", c.working_dir}, {"envs", envs},
         {"mounts", mounts}, {"devices", devices}, {"labels", c.labels}, {"annotations", c.annotations},
         {"log_path", c.log_path}, {"stdin", c.stdin}, {"stdin_once", c.stdin_once}, {"tty", c.tty},
+        {"pid_mode", static_cast<int>(c.pid)}, {"pid_target", c.pid_target},
         {"privileged", c.privileged}, {"readonly_rootfs", c.readonly_rootfs},
         {"seccomp", {{"kind", static_cast<int>(c.seccomp.kind)}, {"localhost", c.seccomp.localhost}}},
         {"resources",
@@ -217,6 +213,9 @@ ContainerRecord container_from_json(const json& j) {
         o.stdin = c.at("stdin").get<bool>();
         o.stdin_once = c.at("stdin_once").get<bool>();
         o.tty = c.at("tty").get<bool>();
+        // Records from before PID modes were kept had CONTAINER.
+        o.pid = static_cast<NamespaceMode>(c.value("pid_mode", static_cast<int>(NamespaceMode::Container)));
+        o.pid_target = c.value("pid_target", "");
         o.privileged = c.at("privileged").get<bool>();
         o.readonly_rootfs = c.at("readonly_rootfs").get<bool>();
         if (c.contains("seccomp"))  // records of an older crisd have none
@@ -501,6 +500,37 @@ void check_resources(const ContainerResources& r, const CgroupFeatures& node) {
     }
 }
 
+std::optional<std::string> pid_namespace(const ContainerConfig& c, const PodRecord& pod,
+                                         const ContainerRecord* target) {
+    if (pod.config.host_pid() || c.pid == NamespaceMode::Node) return std::nullopt;
+    switch (c.pid) {
+    case NamespaceMode::Pod:
+        if (!pod.infra.present())
+            throw Error(Code::FailedPrecondition,
+                        "container " + c.metadata.name + " asks for its pod's PID namespace, but pod " + pod.id +
+                            " has none: only a pod with PID mode POD shares one");
+        if (pod.infra.pid <= 0)
+            throw Error(Code::FailedPrecondition,
+                        "the infra container of pod " + pod.id + " does not run; its PID namespace is gone");
+        return pod.infra.pid_namespace();
+    case NamespaceMode::Target:
+        if (c.pid_target.empty())
+            throw Error(Code::InvalidArgument,
+                        "container " + c.metadata.name + ": PID namespace mode TARGET needs a target_id");
+        if (!target) throw Error(Code::NotFound, "target container " + c.pid_target + " not found");
+        if (target->pod_id != pod.id)
+            throw Error(Code::InvalidArgument, "target container " + target->id + " is in another pod (" +
+                                                   target->pod_id + ")");
+        if ((target->state != ContainerState::Created && target->state != ContainerState::Running) ||
+            target->pid <= 0)
+            throw Error(Code::FailedPrecondition,
+                        "target container " + target->id + " does not run; its PID namespace is gone");
+        return "/proc/" + std::to_string(target->pid) + "/ns/pid";
+    default:
+        return "";
+    }
+}
+
 json oci_spec(const SpecInputs& in) {
     const auto& r = *in.record;
     const auto& c = r.config;
@@ -593,7 +623,12 @@ json oci_spec(const SpecInputs& in) {
     if (!pod.netns.empty()) namespaces.push_back({{"type", "network"}, {"path", pod.netns}});
     if (!pod.ipcns.empty()) namespaces.push_back({{"type", "ipc"}, {"path", pod.ipcns}});
     if (!pod.utsns.empty()) namespaces.push_back({{"type", "uts"}, {"path", pod.utsns}});
-    if (c.pid != NamespaceMode::Node && !pod.config.host_pid()) namespaces.push_back({{"type", "pid"}});
+    if (const auto pidns = pid_namespace(c, pod, in.pid_target)) {
+        if (pidns->empty())
+            namespaces.push_back({{"type", "pid"}});
+        else
+            namespaces.push_back({{"type", "pid"}, {"path", *pidns}});
+    }
 
     json resources = json::object();
     json dev_rules = json::array({{{"allow", false}, {"access", "rwm"}}});
@@ -652,11 +687,11 @@ json oci_spec(const SpecInputs& in) {
     if (!c.privileged) {
         json masked = json::array(), ro = json::array();
         if (c.masked_paths.empty())
-            for (const auto* p : kMaskedPaths) masked.push_back(p);
+            for (const auto& p : default_masked_paths()) masked.push_back(p);
         else
             for (const auto& p : c.masked_paths) masked.push_back(p);
         if (c.readonly_paths.empty())
-            for (const auto* p : kReadonlyPaths) ro.push_back(p);
+            for (const auto& p : default_readonly_paths()) ro.push_back(p);
         else
             for (const auto& p : c.readonly_paths) ro.push_back(p);
         linux_j["maskedPaths"] = masked;

@@ -82,7 +82,10 @@ struct ContainerConfig {
     std::vector<std::string> masked_paths;       // empty: the default set
     std::vector<std::string> readonly_paths;     // empty: the default set
     SeccompRequest seccomp;                      // none for a privileged container
+    // PID namespace: CONTAINER (its own), POD (the pod's infra container's),
+    // NODE, or TARGET (that of the container `pid_target`, in the same pod).
     NamespaceMode pid = NamespaceMode::Container;
+    std::string pid_target;
     std::string stop_signal;  // the CRI's ("SIGTERM"); "" = the image's, else SIGTERM
 };
 
@@ -122,6 +125,9 @@ struct ContainerRecord {
     std::string scope() const { return "crisd-" + id + ".scope"; }
     std::string monitor_scope() const { return "crisd-conmon-" + id + ".scope"; }
     std::string socket_dir() const { return bundle + "/sock"; }
+    // Without a PID namespace of its own, the end of its first process does
+    // not end the others: signals go to every process of the container.
+    bool shares_pid_namespace() const { return config.pid != NamespaceMode::Container; }
 };
 
 nlohmann::json to_json(const ContainerRecord& r);
@@ -184,10 +190,18 @@ CgroupFeatures cgroup_features(const std::string& cgroup_root = "/sys/fs/cgroup"
 // cgroup v2 only, a swap limit below the memory limit, a hugepage size that
 // is malformed or (with hugetlb) not the node's. InvalidArgument.
 void check_resources(const ContainerResources& r, const CgroupFeatures& node);
+// The container's PID namespace in its OCI config: nullopt = the node's (no
+// entry), "" = a new one, else the path of the one it joins: the infra
+// container's for POD, the target container's (`target`, looked up by the
+// caller) for TARGET. InvalidArgument / FailedPrecondition / NotFound when the
+// namespace to join is not there.
+std::optional<std::string> pid_namespace(const ContainerConfig& c, const PodRecord& pod,
+                                         const ContainerRecord* target);
 
 struct SpecInputs {
     const ContainerRecord* record = nullptr;
     const PodRecord* pod = nullptr;
+    const ContainerRecord* pid_target = nullptr;  // for PID mode TARGET
     ImageConfig image;
     ResolvedUser user;
     std::vector<std::string> args;

@@ -3,8 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,10 +21,9 @@
 #include "log/log.hpp"
 #include "monitor/monitor.hpp"
 #include "runtime/handlers.hpp"
+#include "runtime/oci.hpp"
 #include "runtime/pods.hpp"
 #include "systemd/systemd.hpp"
-
-extern char** environ;
 
 namespace crisd::runtime {
 namespace {
@@ -45,13 +42,6 @@ void make_dirs(const std::string& path, fs::perms mode = fs::perms::unknown) {
     fs::create_directories(path, ec);
     if (ec) throw sys_error("creating " + path, ec.value());
     if (mode != fs::perms::unknown) fs::permissions(path, mode, ec);
-}
-
-// A process whose command line names `id` (a crisd-conmon of that container).
-bool monitor_alive(pid_t pid, const std::string& id) {
-    if (pid <= 0) return false;
-    const auto cmdline = read_file_if_exists("/proc/" + std::to_string(pid) + "/cmdline");
-    return cmdline && cmdline->find(id) != std::string::npos;
 }
 
 // The CRI limits as properties of crisd-<id>.scope (zero: not set).
@@ -130,63 +120,18 @@ std::shared_ptr<ContainerManager::Container> ContainerManager::find(const std::s
     return found;
 }
 
+RuntimeRef ContainerManager::runtime_of(const ContainerRecord& r) {
+    return {r.runtime_handler, r.runtime_path, r.runtime_root};
+}
+
 std::vector<std::string> ContainerManager::runtime_args(const ContainerRecord& r) const {
-    return {"--root", r.runtime_root, "--systemd-cgroup"};
+    return runtime_global_args(runtime_of(r));
 }
 
 // Runs the OCI runtime (kill, delete) and returns its output; Error with its
 // words when it fails.
 std::string ContainerManager::run_runtime(const ContainerRecord& r, const std::vector<std::string>& args) const {
-    std::vector<std::string> argv{r.runtime_path};
-    for (const auto& a : runtime_args(r)) argv.push_back(a);
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe");
-    UniqueFd rd(p[0]), wr(p[1]);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
-    posix_spawn_file_actions_adddup2(&fa, wr.get(), 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-    std::vector<char*> env;  // without crisd's NOTIFY_SOCKET and LISTEN_*
-    for (char** e = environ; *e; ++e) {
-        const std::string_view v(*e);
-        if (!v.starts_with("NOTIFY_SOCKET=") && !v.starts_with("LISTEN_")) env.push_back(*e);
-    }
-    env.push_back(nullptr);
-    pid_t pid = -1;
-    const int err = ::posix_spawn(&pid, argv[0].c_str(), &fa, &attr, cargv.data(), env.data());
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (err != 0) throw_sys("running " + argv[0], err);
-    wr = UniqueFd();
-    std::string out;
-    char buf[4096];
-    for (;;) {
-        const ssize_t n = ::read(rd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        out.append(buf, static_cast<size_t>(n));
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        std::string cmd;
-        for (const auto& a : args) cmd += (cmd.empty() ? "" : " ") + a;
-        throw Error(Code::Unknown, r.runtime_handler + " " + cmd + ": " + out);
-    }
-    return out;
+    return runtime::run_runtime(runtime_of(r), args);
 }
 
 bool ContainerManager::apply_exit(ContainerRecord& r) {
@@ -377,6 +322,17 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
     const auto seccomp = with_context("container " + config.metadata.name, [&] {
         return seccomp_.for_container(config.seccomp, config.privileged, {caps.begin(), caps.end()});
     });
+    // The PID namespace to join (TARGET: a container of this pod), checked
+    // before anything is made.
+    std::optional<ContainerRecord> target;
+    if (config.pid == NamespaceMode::Target && !config.pid_target.empty()) {
+        try {
+            target = find(config.pid_target)->get();
+        } catch (const Error& e) {
+            if (e.code() != Code::NotFound) throw;
+        }
+    }
+    pid_namespace(config, pod, target ? &*target : nullptr);
 
     // The record first: a crash from here on is undone at the next start.
     save(rec);
@@ -391,6 +347,7 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         SpecInputs in;
         in.record = &rec;
         in.pod = &pod;
+        in.pid_target = target ? &*target : nullptr;
         in.image = image_config;
         in.args = process_args(config, image_config);
         in.user = resolve_user(config, image_config, rec.rootfs);
@@ -418,20 +375,12 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         mc.terminal = config.tty;
         mc.stdin = config.stdin;
         mc.stdin_once = config.stdin_once;
-        auto launch = monitor::Launch::spawn(mc);
-        rec.monitor_pid = launch.monitor_pid();
-        save(rec);
-        systemd::ScopeSpec scope;
-        scope.name = rec.monitor_scope();
-        scope.slice = rec.slice;
-        scope.description = "crisd-conmon of container " + config.metadata.name + " in pod " +
-                            rec.pod_namespace + "/" + rec.pod_name;
-        scope.pids = {launch.monitor_pid()};
-        scope.delegate = false;
-        scope.kill_signal = SIGTERM;  // conmon ignores it; it leaves with its container
-        with_context("placing crisd-conmon in " + scope.name, [&] { systemd_.start_scope(scope); });
-        launch.release();
-        rec.pid = launch.wait_created(60s);
+        const MonitorScope where{rec.slice, "crisd-conmon of container " + config.metadata.name + " in pod " +
+                                                rec.pod_namespace + "/" + rec.pod_name};
+        rec.pid = launch(systemd_, mc, where, [&](pid_t monitor) {
+            rec.monitor_pid = monitor;
+            save(rec);
+        });
         // The runtime made crisd-<id>.scope; the limits go on it as unit
         // properties before the container's process runs (crun's systemd
         // driver leaves them out on a cgroup v1 host).
@@ -462,26 +411,7 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
 }
 
 void ContainerManager::teardown(ContainerRecord& r) {
-    if (!r.runtime_path.empty()) {
-        try {
-            run_runtime(r, {"delete", "--force", r.id});
-        } catch (const Error& e) {
-            if (std::string(e.what()).find("does not exist") == std::string::npos &&
-                std::string(e.what()).find("not found") == std::string::npos)
-                spdlog::warn("{}", e.what());
-        }
-    }
-    // conmon leaves with its container; wait a little for it.
-    for (int i = 0; i < 100 && monitor_alive(r.monitor_pid, r.id); ++i) ::usleep(20000);
-    if (monitor_alive(r.monitor_pid, r.id)) ::kill(r.monitor_pid, SIGKILL);
-    for (const auto& unit : {r.scope(), r.monitor_scope()}) {
-        try {
-            systemd_.stop_unit(unit);
-            systemd_.reset_failed(unit);
-        } catch (const Error& e) {
-            if (e.code() != Code::Unavailable) spdlog::warn("stopping {}: {}", unit, e.what());
-        }
-    }
+    destroy(systemd_, runtime_of(r), r.id, r.monitor_pid);
     rootfs_.remove(r.id);
     std::error_code ec;
     if (!r.bundle.empty()) fs::remove_all(r.bundle, ec);
@@ -535,7 +465,10 @@ void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
     monitor::ExitWatcher watcher(exit_dir());
     auto signal = [&](int sig) {
         try {
-            run_runtime(r, {"kill", r.id, std::to_string(sig)});
+            if (r.shares_pid_namespace())  // its other processes would outlive its first one
+                run_runtime(r, {"kill", "--all", r.id, std::to_string(sig)});
+            else
+                run_runtime(r, {"kill", r.id, std::to_string(sig)});
         } catch (const Error& e) {
             spdlog::debug("{}", e.what());  // it may have exited already
         }

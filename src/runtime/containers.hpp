@@ -26,6 +26,7 @@
 
 #include "common/events.hpp"
 #include "runtime/container.hpp"
+#include "runtime/oci.hpp"
 
 namespace crisd::image {
 class Images;
@@ -151,6 +152,7 @@ private:
     void on_exit(const std::string& id);
     bool apply_exit(ContainerRecord& r);  // from the exit file; true when it changed r
     void watch_exits();
+    static RuntimeRef runtime_of(const ContainerRecord& r);
     std::vector<std::string> runtime_args(const ContainerRecord& r) const;
     std::string run_runtime(const ContainerRecord& r, const std::vector<std::string>& args) const;
 

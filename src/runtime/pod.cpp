@@ -68,6 +68,14 @@ json to_json(const PodRecord& r) {
         {"shm", r.shm},
         {"networkAttached", r.network_attached},
         {"ips", r.ips},
+        {"infra",
+         {{"id", r.infra.id},
+          {"bundle", r.infra.bundle},
+          {"runtimePath", r.infra.runtime_path},
+          {"runtimeRoot", r.infra.runtime_root},
+          {"pid", r.infra.pid},
+          {"monitorPid", r.infra.monitor_pid},
+          {"startedAt", r.infra.started_at}}},
         {"config",
          {{"metadata",
            {{"name", c.metadata.name},
@@ -111,6 +119,16 @@ PodRecord record_from_json(const json& j) {
         r.shm = j.at("shm").get<std::string>();
         r.network_attached = j.at("networkAttached").get<bool>();
         r.ips = j.at("ips").get<std::vector<std::string>>();
+        if (const auto it = j.find("infra"); it != j.end()) {  // records before infra containers have none
+            const auto& in = *it;
+            r.infra.id = in.at("id").get<std::string>();
+            r.infra.bundle = in.at("bundle").get<std::string>();
+            r.infra.runtime_path = in.at("runtimePath").get<std::string>();
+            r.infra.runtime_root = in.at("runtimeRoot").get<std::string>();
+            r.infra.pid = in.at("pid").get<std::int32_t>();
+            r.infra.monitor_pid = in.at("monitorPid").get<std::int32_t>();
+            r.infra.started_at = in.at("startedAt").get<std::int64_t>();
+        }
         const auto& c = j.at("config");
         auto& pc = r.config;
         const auto& m = c.at("metadata");

@@ -62,6 +62,23 @@ struct PodConfig {
 // The CRI's PodSandboxState, same numbers.
 enum class PodState : int { Ready = 0, NotReady = 1 };
 
+// The infra container of a pod that shares one PID namespace between its
+// containers (PID mode POD): crisd-pause as PID 1 of that namespace, run by
+// crisd-conmon like any container (runtime/infra.hpp). Its id is the pod's.
+struct InfraRecord {
+    std::string id;            // "" = the pod has no infra container
+    std::string bundle;        // <run_dir>/infra: config.json, rootfs/, sock/
+    std::string runtime_path;  // the pod's handler
+    std::string runtime_root;
+    std::int32_t pid = 0;          // the pause process, PID 1 of the pod's PID namespace
+    std::int32_t monitor_pid = 0;  // its crisd-conmon
+    std::int64_t started_at = 0;   // ns since the epoch; 0 until it runs
+
+    bool present() const { return !id.empty(); }
+    // What the pod's containers join ("" while it does not run).
+    std::string pid_namespace() const { return pid > 0 ? "/proc/" + std::to_string(pid) + "/ns/pid" : ""; }
+};
+
 // What crisd made for a pod; everything Stop and Remove need to undo it,
 // also after a restart. Paths are empty for what the pod does not have.
 struct PodRecord {
@@ -80,6 +97,7 @@ struct PodRecord {
     std::string shm;               // <run_dir>/shm (a tmpfs), "" for host IPC
     bool network_attached = false; // CNI ADD done, DEL not yet
     std::vector<std::string> ips;  // primary first
+    InfraRecord infra;             // PID mode POD only
 
     std::string resolv_conf() const { return run_dir + "/resolv.conf"; }
     std::string hosts() const { return run_dir + "/hosts"; }

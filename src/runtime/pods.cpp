@@ -1,5 +1,6 @@
 #include "runtime/pods.hpp"
 
+#include <poll.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -12,8 +13,10 @@
 #include "common/ids.hpp"
 #include "common/files.hpp"
 #include "log/log.hpp"
+#include "monitor/monitor.hpp"
 #include "network/network.hpp"
 #include "runtime/handlers.hpp"
+#include "runtime/infra.hpp"
 #include "runtime/namespaces.hpp"
 #include "systemd/systemd.hpp"
 
@@ -40,8 +43,10 @@ bool valid_slice(const std::string& s) {
 struct PodManager::Pod {
     std::mutex op;          // serialises stop/remove of this pod (slow work)
     mutable std::mutex mu;  // guards rec and removed (never held across slow work)
+    std::mutex save_mu;     // orders the record writes of concurrent changes (stop, infra exit)
     PodRecord rec;
     bool removed = false;
+    bool stopping = false;  // StopPodSandbox ends the infra container: not a death to report
 
     PodRecord snapshot() const {
         std::lock_guard lock(mu);
@@ -59,9 +64,15 @@ PodManager::PodManager(PodOptions options, const Handlers& handlers, network::Ne
         fs::create_directories(d, ec);
         if (ec) throw sys_error("creating " + d, ec.value());
     }
+    // The exit files go where the containers' go; each manager reads its own ids.
+    infra_ = std::make_unique<Infra>(
+        InfraOptions{opts_.runroot + "/exits", opts_.conmon_path, opts_.pause_path}, systemd_);
 }
 
-PodManager::~PodManager() = default;
+PodManager::~PodManager() {
+    stopping_ = true;
+    if (watcher_.joinable()) watcher_.join();
+}
 
 std::string PodManager::record_path(const std::string& id) const {
     return opts_.root + "/pods/" + id + ".json";
@@ -100,12 +111,19 @@ void PodManager::load() {
                 if (p->empty() || ::access(p->c_str(), F_OK) == 0) continue;
                 spdlog::warn("pod {}: {} is gone; the pod is not ready", rec.id, *p);
                 rec.state = PodState::NotReady;
+                break;
+            }
+            // The infra container ended, or its monitor is gone, while crisd was away.
+            if (rec.state == PodState::Ready && infra_->exited(rec)) {
+                spdlog::warn("pod {}: its infra container is not running; the pod is not ready", rec.id);
+                rec.state = PodState::NotReady;
+            }
+            if (rec.state != PodState::Ready) {
                 try {
                     save(rec);
                 } catch (const Error& e) {
                     spdlog::warn("{}", e.what());
                 }
-                break;
             }
         }
         auto pod = std::make_shared<Pod>();
@@ -113,9 +131,70 @@ void PodManager::load() {
         names_.restore(reservation_key(rec.config.metadata), rec.id);
         std::lock_guard lock(mu_);
         pods_[rec.id] = pod;
-        spdlog::info("found pod {} ({}/{}), {}", rec.id, rec.config.metadata.ns, rec.config.metadata.name,
-                     rec.state == PodState::Ready ? "ready" : "not ready");
+        spdlog::info("found pod {} ({}/{}), {}{}", rec.id, rec.config.metadata.ns, rec.config.metadata.name,
+                     rec.state == PodState::Ready ? "ready" : "not ready",
+                     rec.infra.present() && rec.infra.pid > 0
+                         ? ", infra container pid " + std::to_string(rec.infra.pid)
+                         : "");
     }
+    watch_infra();
+}
+
+void PodManager::watch_infra() {
+    if (watcher_.joinable()) return;
+    monitor::ExitWatcher watcher(infra_->exit_dir());
+    // Everything that ended before the watch existed.
+    std::vector<std::string> ids;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [id, pod] : pods_) ids.push_back(id);
+    }
+    auto check = [this](const std::string& id) {
+        try {
+            check_infra(id);  // container ids are not found: ignored
+        } catch (const std::exception& e) {
+            spdlog::error("checking the infra container of pod {}: {}", id, e.what());
+        }
+    };
+    for (const auto& id : ids) check(id);
+    watcher_ = std::thread([this, check, w = std::move(watcher)]() mutable {
+        while (!stopping_) {
+            pollfd p{w.fd(), POLLIN, 0};
+            if (::poll(&p, 1, 100) > 0)
+                for (const auto& id : w.take()) check(id);
+        }
+    });
+}
+
+void PodManager::check_infra(const std::string& id) {
+    std::shared_ptr<Pod> pod;
+    {
+        std::lock_guard lock(mu_);
+        const auto it = pods_.find(id);
+        if (it == pods_.end()) return;
+        pod = it->second;
+    }
+    const auto before = pod->snapshot();
+    if (before.state != PodState::Ready || !before.infra.present() || !infra_->exited(before)) return;
+    std::lock_guard saving(pod->save_mu);
+    PodRecord rec;
+    {
+        std::lock_guard lock(pod->mu);
+        if (pod->removed || pod->stopping || pod->rec.state != PodState::Ready) return;
+        pod->rec.state = PodState::NotReady;
+        rec = pod->rec;
+    }
+    const log::Fields fields{{"POD_ID", rec.id}};
+    const auto status = monitor::read_exit_file(infra_->exit_dir(), rec.infra.id);
+    spdlog::warn("pod {} ({}/{}): its infra container (PID 1 of the pod's PID namespace) {}; the pod is not ready",
+                 rec.id, rec.config.metadata.ns, rec.config.metadata.name,
+                 status ? "exited with code " + std::to_string(status->exit_code) : "is gone");
+    try {
+        save(rec);
+    } catch (const Error& e) {
+        spdlog::error("{}", e.what());
+    }
+    emit(PodEvent::Type::Stopped, rec);
 }
 
 std::shared_ptr<PodManager::Pod> PodManager::find(const std::string& id) const {
@@ -137,11 +216,6 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
     const auto& md = config.metadata;
     if (md.name.empty() || md.ns.empty() || md.uid.empty())
         throw Error(Code::InvalidArgument, "pod sandbox metadata needs a name, a namespace and a uid");
-    if (config.pid == NamespaceMode::Pod)
-        throw Error(Code::Unimplemented,
-                    "pod " + md.ns + "/" + md.name +
-                        " shares one PID namespace between its containers (shareProcessNamespace); "
-                        "that needs an infra container, which crisd does not run yet");
     if (config.network == NamespaceMode::Target || config.pid == NamespaceMode::Target ||
         config.ipc == NamespaceMode::Target)
         throw Error(Code::InvalidArgument, "namespace mode TARGET is for containers, not pods");
@@ -155,7 +229,11 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
     check_sysctls(config);
     const std::string handler =
         config.runtime_handler.empty() ? handlers_.default_name() : config.runtime_handler;
-    handlers_.get(handler);  // NotFound for a handler without a table
+    const Handler& h = handlers_.get(handler);  // NotFound for a handler without a table
+    if (config.pid == NamespaceMode::Pod && !h.problem.empty())
+        throw Error(Code::FailedPrecondition, "pod " + md.ns + "/" + md.name +
+                                                  " shares one PID namespace, which needs an infra container: "
+                                                  "runtime handler " + h.name + ": " + h.problem);
 
     const std::string key = reservation_key(md);
     const auto claim = names_.reserve(key, random_id());
@@ -229,6 +307,13 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
             } else {
                 write_file_atomic(rec.hosts(), render_hosts(hostname, rec.ips), 0644, false);
             }
+            if (config.pid == NamespaceMode::Pod) {
+                // PID 1 of the PID namespace the pod's containers share.
+                rec.infra.id = rec.id;
+                rec.infra.bundle = rec.run_dir + "/infra";
+                save(rec);  // recorded before it exists: a failure below or a crash removes it
+                with_context("starting the infra container", [&] { infra_->start(rec, h, [&] { save(rec); }); });
+            }
             rec.state = PodState::Ready;
             rec.creating = false;
             save(rec);
@@ -257,6 +342,7 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
                  rec.ips.empty() ? "" : " with IP " + rec.ips.front());
     emit(PodEvent::Type::Created, rec);
     emit(PodEvent::Type::Started, rec);
+    if (rec.infra.present()) check_infra(rec.id);  // an exit before the pod was listed
     return rec.id;
 }
 
@@ -264,21 +350,53 @@ void PodManager::stop_locked(Pod& pod) {
     PodRecord rec = pod.snapshot();
     const log::Fields fields{{"POD_ID", rec.id}};
     if (hooks_.stop) with_context("stopping the containers of pod " + rec.id, [&] { hooks_.stop(rec); });
+    // The infra container after the containers that share its PID namespace.
+    // Its exit is this stop's doing; if the stop fails after it, the check
+    // at the end still takes the pod's readiness away.
+    struct Stopping {
+        PodManager& self;
+        Pod& pod;
+        Stopping(PodManager& s, Pod& p) : self(s), pod(p) {
+            std::lock_guard lock(pod.mu);
+            pod.stopping = true;
+        }
+        ~Stopping() {
+            {
+                std::lock_guard lock(pod.mu);
+                pod.stopping = false;
+            }
+            try {
+                self.check_infra(pod.snapshot().id);
+            } catch (const std::exception& e) {
+                spdlog::error("checking the infra container of pod {}: {}", pod.snapshot().id, e.what());
+            }
+        }
+    };
+    std::optional<Stopping> stopping;
+    if (rec.infra.present()) {
+        stopping.emplace(*this, pod);
+        with_context("stopping the infra container of pod " + rec.id,
+                     [&] { infra_->stop(rec, opts_.infra_stop_timeout); });
+    }
     if (rec.state == PodState::NotReady && !rec.network_attached) return;
     if (rec.network_attached) {
         with_context("stopping pod sandbox " + rec.id,
                      [&] { network_.detach(rec.pod_network()); });
-        rec.network_attached = false;
-        rec.ips.clear();
     }
-    rec.state = PodState::NotReady;
-    save(rec);
+    bool was_ready = false;
+    std::lock_guard saving(pod.save_mu);
     {
         std::lock_guard lock(pod.mu);
-        pod.rec = rec;
+        was_ready = pod.rec.state == PodState::Ready;
+        pod.rec.network_attached = false;
+        pod.rec.ips.clear();
+        pod.rec.state = PodState::NotReady;
+        rec = pod.rec;
     }
+    save(rec);
     spdlog::info("pod {} ({}/{}) stopped", rec.id, rec.config.metadata.ns, rec.config.metadata.name);
-    emit(PodEvent::Type::Stopped, rec);
+    // Once per Ready -> NotReady: an infra container that ended said it already.
+    if (was_ready) emit(PodEvent::Type::Stopped, rec);
 }
 
 void PodManager::stop(const std::string& id) {
@@ -335,6 +453,10 @@ void PodManager::teardown(PodRecord& rec) {
             if (!first) first = e;
         }
     };
+    if (rec.infra.present()) {
+        step([&] { infra_->remove(rec); });
+        if (!first) rec.infra = InfraRecord{};
+    }
     if (!rec.netns.empty() && rec.network_attached) {
         step([&] { network_.detach(rec.pod_network()); });
         if (!first) rec.network_attached = false;

@@ -6,6 +6,7 @@
 // pod waits for.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/events.hpp"
@@ -31,12 +33,17 @@ class Manager;
 namespace crisd::runtime {
 
 class Handlers;
+class Infra;
 
 struct PodOptions {
     std::string root;     // crisd.root: records in <root>/pods
     std::string runroot;  // crisd.runroot: <runroot>/ns/<id>, <runroot>/pods/<id>
     std::int64_t shm_size = 64 * 1024 * 1024;
     std::string host_etc = "/etc";  // where host-network pods copy hosts/resolv.conf from
+    // The infra container of pods with PID mode POD (runtime/infra.hpp).
+    std::string conmon_path;  // "" = the installed crisd-conmon
+    std::string pause_path;   // "" = the installed crisd-pause
+    std::chrono::seconds infra_stop_timeout{10};
 };
 
 // A pod lifecycle event, as the kubelet's evented PLEG reads them.
@@ -57,7 +64,9 @@ public:
     PodManager(const PodManager&) = delete;
     PodManager& operator=(const PodManager&) = delete;
 
-    // Reads the records of an earlier crisd; undoes creations it did not finish.
+    // Reads the records of an earlier crisd; undoes creations it did not finish;
+    // starts watching the infra containers (a pod whose infra container ends
+    // is not ready any more).
     void load();
 
     // RunPodSandbox. `caller_gone` is asked once the pod exists: when the
@@ -100,6 +109,9 @@ private:
     void stop_locked(Pod& pod);
     void teardown(PodRecord& r);  // undoes everything a record says exists
     void emit(PodEvent::Type type, const PodRecord& r);
+    // The pod's infra container ended: the pod is not ready (saved, event).
+    void check_infra(const std::string& id);
+    void watch_infra();
 
     const PodOptions opts_;
     const Handlers& handlers_;
@@ -114,6 +126,10 @@ private:
     std::mutex listeners_mu_;  // guards on_change_
     std::function<void()> on_change_;
     EventHub<PodEvent> events_;
+
+    std::unique_ptr<Infra> infra_;
+    std::atomic<bool> stopping_{false};
+    std::thread watcher_;  // exit files of infra containers
 };
 
 }  // namespace crisd::runtime

@@ -7,9 +7,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <sstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "cri_client.hpp"
 #include "node_test.hpp"
@@ -912,4 +915,302 @@ TEST_F(Containers, UpdateRuntimeConfigKeepsThePodCidr) {
     // An empty CIDR is accepted too.
     req.mutable_runtime_config()->mutable_network_config()->set_pod_cidr("");
     client_->call(&v1::RuntimeService::Stub::UpdateRuntimeConfig, "UpdateRuntimeConfig", req);
+}
+
+// ---- the infra container: pods whose containers share one PID namespace ----
+
+namespace {
+
+// The pod's verbose status info (the record as JSON).
+nlohmann::json pod_info(CriClient& c, const std::string& pod) {
+    v1::PodSandboxStatusRequest req;
+    req.set_pod_sandbox_id(pod);
+    req.set_verbose(true);
+    const auto resp = c.call(&v1::RuntimeService::Stub::PodSandboxStatus, "PodSandboxStatus", req);
+    return nlohmann::json::parse(resp.info().at("info"));
+}
+
+v1::PodSandboxState pod_state(CriClient& c, const std::string& pod) {
+    v1::PodSandboxStatusRequest req;
+    req.set_pod_sandbox_id(pod);
+    return c.call(&v1::RuntimeService::Stub::PodSandboxStatus, "PodSandboxStatus", req).status().state();
+}
+
+std::string ns_inode(const std::string& path) { return trim(sh("stat -L -c %i " + path).out); }
+// "net:[4026532]" -> "4026532"
+std::string proc_ns_inode(int pid, const char* ns) {
+    const auto link = trim(sh("readlink /proc/" + std::to_string(pid) + "/ns/" + ns).out);
+    const auto open = link.find('[');
+    return open == std::string::npos ? link : link.substr(open + 1, link.size() - open - 2);
+}
+
+void expect_no_units_of(const std::string& id) {
+    EXPECT_EQ(sh("systemctl list-units --all --no-legend 'crisd-*" + id + "*' | wc -l").out, "0\n")
+        << sh("systemctl list-units --all --no-legend 'crisd-*" + id + "*'").out;
+}
+
+}  // namespace
+
+class Infra : public Containers {
+protected:
+    std::string run_shared_pid_pod(const std::string& name, const std::string& handler = "",
+                                   const std::string& slice = "") {
+        v1::RunPodSandboxRequest req;
+        *req.mutable_config() = pod_config(name);
+        req.mutable_config()->mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(
+            v1::POD);
+        if (!slice.empty()) req.mutable_config()->mutable_linux()->set_cgroup_parent(slice);
+        req.set_runtime_handler(handler);
+        pod_config_ = req.config();
+        return client_->call(&v1::RuntimeService::Stub::RunPodSandbox, "RunPodSandbox", req).pod_sandbox_id();
+    }
+    // The container's pid on the node (verbose ContainerStatus).
+    int status_pid(const std::string& id) {
+        v1::ContainerStatusRequest req;
+        req.set_container_id(id);
+        req.set_verbose(true);
+        const auto resp = client_->call(&v1::RuntimeService::Stub::ContainerStatus, "ContainerStatus", req);
+        return nlohmann::json::parse(resp.info().at("info"))["pid"].get<int>();
+    }
+    v1::ContainerConfig shared(v1::ContainerConfig c) {
+        c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(v1::POD);
+        return c;
+    }
+};
+
+class InfraHandlers : public Infra, public ::testing::WithParamInterface<std::string> {};
+
+// Two containers of a POD-pid pod see each other's processes; PID 1 is
+// crisd-pause, run like any container (its own scopes in the pod's slice,
+// the pod's handler), in the pod's network/IPC/UTS namespaces, without
+// capabilities; it reaps orphans; stop and remove leave nothing.
+TEST_P(InfraHandlers, SharedPidNamespaceWithPauseAsPid1) {
+    const std::string handler = GetParam();
+    const std::string slice = "kubepods-besteffort-podinfra" + handler + ".slice";
+    const auto pod = run_shared_pid_pod("shared-" + handler, handler, slice);
+    ASSERT_EQ(pod.size(), 64u);
+    auto info = pod_info(*client_, pod);
+    ASSERT_TRUE(info.contains("infra")) << info.dump();
+    EXPECT_EQ(info["infra"]["id"], pod) << "the infra container has the pod's id";
+    const int pid = info["infra"]["pid"].get<int>();
+    ASSERT_GT(pid, 0) << info.dump();
+
+    // Its scopes, in the pod's slice.
+    const std::string scope = "crisd-" + pod + ".scope", conmon_scope = "crisd-conmon-" + pod + ".scope";
+    EXPECT_EQ(unit_property(scope, "ActiveState"), "active");
+    EXPECT_EQ(unit_property(scope, "Slice"), slice);
+    EXPECT_EQ(unit_property(conmon_scope, "ActiveState"), "active");
+    EXPECT_EQ(unit_property(conmon_scope, "Slice"), slice);
+    EXPECT_NE(sh("systemctl status " + scope).out.find("/pause"), std::string::npos) << sh("systemctl status " + scope).out;
+    const auto conmon = sh("ps -eo args | grep -v grep | grep '^/usr/libexec/crisd/crisd-conmon --id " + pod + "'").out;
+    EXPECT_NE(conmon.find("/" + handler + " --exit-dir"), std::string::npos) << "the pod's handler: " << conmon;
+    EXPECT_EQ(sh("test -d /run/" + handler + "/" + pod).exit_code, 0) << "the handler's state of it";
+
+    // The pause process: the pod's namespaces, no privileges.
+    const auto proc_status = sh("cat /proc/" + std::to_string(pid) + "/status").out;
+    EXPECT_NE(proc_status.find("Uid:\t65535"), std::string::npos) << proc_status;
+    EXPECT_NE(proc_status.find("CapEff:\t0000000000000000"), std::string::npos) << proc_status;
+    EXPECT_NE(proc_status.find("CapBnd:\t0000000000000000"), std::string::npos) << proc_status;
+    EXPECT_NE(proc_status.find("NoNewPrivs:\t1"), std::string::npos) << proc_status;
+    EXPECT_EQ(proc_ns_inode(pid, "net"), ns_inode("/run/crisd/ns/" + pod + "/net"));
+    EXPECT_EQ(proc_ns_inode(pid, "ipc"), ns_inode("/run/crisd/ns/" + pod + "/ipc"));
+    EXPECT_EQ(proc_ns_inode(pid, "uts"), ns_inode("/run/crisd/ns/" + pod + "/uts"));
+    EXPECT_NE(proc_ns_inode(pid, "pid"), proc_ns_inode(::getpid(), "pid")) << "a PID namespace of its own";
+    EXPECT_EQ(sh("findmnt -rn -o TARGET | grep -c " + pod + "/infra").out, "0\n") << "no mount on the node";
+
+    // Two containers: each sees the other's processes, and /pause as PID 1.
+    const auto a = create(pod, shared(container_config("a", "echo a-up; exec sleep 1001")));
+    const auto b = create(pod, shared(container_config("b", "echo b-up; exec sleep 1002")));
+    start(a);
+    start(b);
+    const std::string list_procs = "tr '\\0' ' ' < /proc/1/cmdline; echo; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done";
+    for (const auto& id : {a, b}) {
+        const auto r = exec(id, list_procs);
+        EXPECT_EQ(r.stdout().rfind("/pause \n", 0), 0u) << r.stdout();
+        EXPECT_NE(r.stdout().find("sleep 1001"), std::string::npos) << r.stdout();
+        EXPECT_NE(r.stdout().find("sleep 1002"), std::string::npos) << r.stdout();
+        EXPECT_EQ(proc_ns_inode(status_pid(id), "pid"), proc_ns_inode(pid, "pid"));
+    }
+    EXPECT_NE(exec(b, "ps -o pid,args").stdout().find("sleep 1001"), std::string::npos) << exec(b, "ps -o pid,args").stdout();
+    // An orphan goes to PID 1, which reaps it: no zombie is left.
+    exec(a, "sh -c 'sleep 0.2 &'");
+    std::this_thread::sleep_for(1500ms);
+    EXPECT_EQ(exec(a, "grep -l 'State:.*Z' /proc/[0-9]*/status").stdout(), "") << exec(a, "ps -o pid,stat,args").stdout();
+
+    // Stop: the containers first, then the infra container.
+    v1::StopPodSandboxRequest stop_req;
+    stop_req.set_pod_sandbox_id(pod);
+    client_->call(&v1::RuntimeService::Stub::StopPodSandbox, "StopPodSandbox", stop_req);
+    EXPECT_EQ(pod_state(*client_, pod), v1::SANDBOX_NOTREADY);
+    EXPECT_EQ(status(a).state(), v1::CONTAINER_EXITED);
+    EXPECT_EQ(status(b).state(), v1::CONTAINER_EXITED);
+    EXPECT_TRUE(wait_unit_state(scope, "inactive", 10)) << unit_property(scope, "ActiveState");
+    EXPECT_EQ(sh("kill -0 " + std::to_string(pid)).exit_code, 1) << "crisd-pause has ended";
+    client_->call(&v1::RuntimeService::Stub::StopPodSandbox, "StopPodSandbox", stop_req);  // idempotent
+
+    v1::RemovePodSandboxRequest rm;
+    rm.set_pod_sandbox_id(pod);
+    client_->call(&v1::RuntimeService::Stub::RemovePodSandbox, "RemovePodSandbox", rm);
+    for (const auto& id : {pod, a, b}) expect_no_units_of(id);
+    EXPECT_EQ(sh("ls /run/crisd/pods/" + pod + " /run/crisd/exits/" + pod + " /run/" + handler + "/" + pod +
+                 " 2>/dev/null").out, "");
+    EXPECT_EQ(sh("ps -eo args | grep -v grep | grep -c " + pod).out, "0\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(Runtimes, InfraHandlers, ::testing::Values("runc", "crun"));
+
+TEST_F(Infra, PodsWithoutPidSharingHaveNone) {
+    const auto pod = run_pod("no-infra");
+    const auto id = create(pod, container_config("c", "exec sleep 1000"));
+    start(id);
+    const auto info = pod_info(*client_, pod);
+    EXPECT_EQ(info["infra"]["id"], "") << info.dump();
+    expect_no_units_of(pod);
+    EXPECT_EQ(sh("ps -eo args | grep -v grep | grep -c " + pod).out, "0\n") << "no conmon, no pause";
+    EXPECT_EQ(sh("pgrep -xc pause").out, "0\n") << "no crisd-pause anywhere";
+    // Its container has a PID namespace of its own.
+    EXPECT_EQ(exec(id, "tr '\\0' ' ' < /proc/1/cmdline").stdout(), "sleep 1000 ");
+    // Asking for the pod's PID namespace in such a pod is refused, and leaves nothing.
+    EXPECT_EQ(try_create(pod, shared(container_config("p", "true"))).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_EQ(list().size(), 1u);
+}
+
+// A container joins the PID namespace of another (TARGET, ephemeral containers).
+TEST_F(Infra, TargetJoinsAnotherContainersPidNamespace) {
+    const auto pod = run_pod("target");
+    const auto main = create(pod, container_config("main", "exec sleep 1003"));
+    start(main);
+    auto dbg = container_config("debug", "exec sleep 1004");
+    auto* ns = dbg.mutable_linux()->mutable_security_context()->mutable_namespace_options();
+    ns->set_pid(v1::TARGET);
+    ns->set_target_id(main);
+    const auto d = create(pod, dbg);
+    ASSERT_FALSE(d.empty());
+    start(d);
+    const auto r = exec(d, "cat /proc/1/cmdline | tr '\\0' ' '");
+    EXPECT_EQ(r.stdout().rfind("sleep 1003", 0), 0u) << "the target's process is PID 1: " << r.stdout();
+    // The target's init does not end the debug container: stop signals all of its processes.
+    stop(d, 5);
+    EXPECT_EQ(status(d).state(), v1::CONTAINER_EXITED);
+    EXPECT_EQ(status(main).state(), v1::CONTAINER_RUNNING);
+
+    ns->set_target_id(std::string(64, 'e'));
+    dbg.mutable_metadata()->set_name("debug2");
+    EXPECT_EQ(try_create(pod, dbg).error_code(), grpc::StatusCode::NOT_FOUND);
+    ns->set_target_id("");
+    EXPECT_EQ(try_create(pod, dbg).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    const auto other = run_pod("target-other");
+    ns->set_target_id(main);
+    EXPECT_EQ(try_create(other, dbg).error_code(), grpc::StatusCode::INVALID_ARGUMENT) << "another pod's container";
+    EXPECT_EQ(list().size(), 2u) << "refusals leave nothing";
+}
+
+// crisd killed with -9 and started again finds the pod ready and its infra
+// container running; the infra container's end makes the pod NOTREADY.
+TEST_F(Infra, SurvivesCrisdKill9AndItsDeathMakesThePodNotReady) {
+    const auto pod = run_shared_pid_pod("infra-restart");
+    const auto id = create(pod, shared(container_config("c", "exec sleep 1005")));
+    start(id);
+    const int pid = pod_info(*client_, pod)["infra"]["pid"].get<int>();
+    ASSERT_GT(pid, 0);
+
+    const auto main_pid = unit_property("crisd.service", "MainPID");
+    must("systemctl kill -s KILL crisd.service");
+    for (int i = 0; i < 100 && unit_property("crisd.service", "MainPID") == main_pid; ++i) ::usleep(50000);
+    sh("systemctl reset-failed crisd.service");
+    reconnect();
+    EXPECT_EQ(pod_state(*client_, pod), v1::SANDBOX_READY);  // starts crisd again through the socket
+    EXPECT_EQ(pod_info(*client_, pod)["infra"]["pid"].get<int>(), pid);
+    EXPECT_EQ(sh("kill -0 " + std::to_string(pid)).exit_code, 0) << "crisd-pause kept running";
+    EXPECT_EQ(unit_property("crisd-" + pod + ".scope", "ActiveState"), "active");
+    EXPECT_EQ(exec(id, "tr '\\0' ' ' < /proc/1/cmdline").stdout(), "/pause ");
+    // A new container joins it after the restart.
+    const auto late = create(pod, shared(container_config("late", "tr '\\0' ' ' < /proc/1/cmdline; echo")));
+    start(late);
+    ASSERT_TRUE(wait_exited(late));
+    EXPECT_NE(log_of("infra-restart", "late").find(" /pause "), std::string::npos) << log_of("infra-restart", "late");
+
+    // PID 1 of the namespace dies: the kernel ends the containers, the pod is not ready.
+    must("kill -9 " + std::to_string(pid));
+    EXPECT_TRUE(wait_for([&] { return pod_state(*client_, pod) == v1::SANDBOX_NOTREADY; }, 10s));
+    EXPECT_TRUE(wait_exited(id, 10s));
+    v1::PodSandboxFilter f;
+    f.mutable_state()->set_state(v1::SANDBOX_READY);
+    v1::ListPodSandboxRequest lreq;
+    *lreq.mutable_filter() = f;
+    const auto ready = client_->call(&v1::RuntimeService::Stub::ListPodSandbox, "ListPodSandbox", lreq);
+    for (const auto& p : ready.items()) EXPECT_NE(p.id(), pod) << "listed as ready";
+    EXPECT_EQ(try_create(pod, shared(container_config("x", "true"))).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+    // Still not ready after another restart; removal cleans up.
+    must("systemctl restart crisd.service");
+    reconnect();
+    EXPECT_EQ(pod_state(*client_, pod), v1::SANDBOX_NOTREADY);
+    v1::RemovePodSandboxRequest rm;
+    rm.set_pod_sandbox_id(pod);
+    client_->call(&v1::RuntimeService::Stub::RemovePodSandbox, "RemovePodSandbox", rm);
+    expect_no_units_of(pod);
+    expect_gone(id);
+}
+
+// A failure while the infra container starts (here: the handler's runtime
+// refuses `create`) is a clear error and leaves nothing: no record, no mount,
+// no scope. A second crisd with such a handler, on its own socket and dirs.
+TEST(InfraFaults, FailedStartLeavesNothing) {
+    sh("systemctl stop crisd-infra-fault 2>/dev/null; systemctl reset-failed crisd-infra-fault 2>/dev/null; "
+       "rm -rf /tmp/infra-faults");
+    must("mkdir -p /tmp/infra-faults/none /tmp/infra-faults/fake-root");
+    std::ofstream("/tmp/infra-faults/fake-runtime")
+        << "#!/bin/sh\ncase \" $* \" in *\" create \"*) echo 'fake runtime: create refused for the test' >&2; exit 1;; esac\n"
+           "exit 0\n";
+    must("chmod 755 /tmp/infra-faults/fake-runtime");
+    std::ofstream("/tmp/infra-faults/crisd.conf")
+        << "[crisd.runtime.runtimes.broken]\nruntime_path = \"/tmp/infra-faults/fake-runtime\"\n"
+           "runtime_root = \"/tmp/infra-faults/fake-root\"\n"
+           "[crisd.runtime.runtimes.missing]\nruntime_path = \"/tmp/infra-faults/no-such-runtime\"\n"
+           "runtime_root = \"/tmp/infra-faults/fake-root\"\n";
+    must("systemd-run --unit=crisd-infra-fault /usr/bin/crisd --config /tmp/infra-faults/crisd.conf "
+         "--config-dir /tmp/infra-faults/none --listen /tmp/infra-faults/crisd.sock --root /tmp/infra-faults/root "
+         "--runroot /tmp/infra-faults/run");
+    for (int i = 0; i < 100 && sh("test -S /tmp/infra-faults/crisd.sock").exit_code != 0; ++i)
+        std::this_thread::sleep_for(100ms);
+    CriClient c("/tmp/infra-faults/crisd.sock", std::chrono::seconds(60));
+    const auto units_before = sh("systemctl list-units --all --no-legend 'crisd-*' | sort").out;
+
+    for (const char* handler : {"broken", "missing"}) {
+        v1::RunPodSandboxRequest req;
+        *req.mutable_config() = pod_config(std::string("fault-") + handler);
+        auto* ns = req.mutable_config()->mutable_linux()->mutable_security_context()->mutable_namespace_options();
+        ns->set_pid(v1::POD);
+        ns->set_network(v1::NODE);  // no CNI for this crisd; IPC and UTS are the pod's
+        req.set_runtime_handler(handler);
+        v1::RunPodSandboxResponse resp;
+        const auto st = c.try_call(&v1::RuntimeService::Stub::RunPodSandbox, req, &resp);
+        EXPECT_FALSE(st.ok()) << handler;
+        if (std::string(handler) == "broken") {
+            EXPECT_NE(st.error_message().find("fake runtime: create refused for the test"), std::string::npos)
+                << st.error_message();
+            EXPECT_NE(st.error_message().find("infra container"), std::string::npos) << st.error_message();
+        } else {
+            EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+        }
+    }
+    EXPECT_EQ(sh("ls -A /tmp/infra-faults/root/pods /tmp/infra-faults/run/pods /tmp/infra-faults/run/ns "
+                 "/tmp/infra-faults/run/exits").out,
+              "/tmp/infra-faults/root/pods:\n\n/tmp/infra-faults/run/exits:\n\n/tmp/infra-faults/run/ns:\n\n"
+              "/tmp/infra-faults/run/pods:\n");
+    EXPECT_EQ(sh("findmnt -rn -o TARGET | grep -c /tmp/infra-faults").out, "0\n");
+    EXPECT_EQ(sh("systemctl list-units --all --no-legend 'crisd-*' | sort").out, units_before);
+    v1::ListPodSandboxRequest lreq;
+    EXPECT_EQ(c.call(&v1::RuntimeService::Stub::ListPodSandbox, "ListPodSandbox", lreq).items_size(), 0);
+    // The name is free again: a pod of the same name without PID sharing runs.
+    v1::RunPodSandboxRequest ok;
+    *ok.mutable_config() = pod_config("fault-broken");
+    ok.mutable_config()->mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+    const auto id = c.call(&v1::RuntimeService::Stub::RunPodSandbox, "RunPodSandbox", ok).pod_sandbox_id();
+    v1::RemovePodSandboxRequest rm;
+    rm.set_pod_sandbox_id(id);
+    c.call(&v1::RuntimeService::Stub::RemovePodSandbox, "RemovePodSandbox", rm);
+    sh("systemctl stop crisd-infra-fault; systemctl reset-failed crisd-infra-fault 2>/dev/null; rm -rf /tmp/infra-faults");
 }

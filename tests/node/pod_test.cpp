@@ -309,14 +309,6 @@ TEST_F(Pods, BadSysctlsAreRefusedAndLeaveNothing) {
     expect_nothing_left();
 }
 
-TEST_F(Pods, SharedPidNamespaceIsUnimplemented) {
-    auto c = pod_config("shared-pid");
-    c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(v1::POD);
-    const auto st = try_run(client_, c);
-    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-    EXPECT_NE(st.error_message().find("infra container"), std::string::npos) << st.error_message();
-}
-
 TEST_F(Pods, TwoPodsReachEachOther) {
     const auto a = run(client_, pod_config("ping-a"));
     const auto b = run(client_, pod_config("ping-b"));

@@ -333,3 +333,107 @@ TEST(ContainerResources, CgroupFeaturesOfAV1Tree) {
     EXPECT_TRUE(f.hugetlb);
     std::filesystem::remove_all(dir);
 }
+
+TEST(ContainerPidNamespace, OwnPodsTargetsOrTheNodes) {
+    PodRecord pod;
+    pod.id = std::string(64, 'b');
+    auto c = base();
+    // CONTAINER: a new one; NODE, or a host-PID pod: none.
+    EXPECT_EQ(pid_namespace(c, pod, nullptr), std::optional<std::string>(""));
+    c.pid = NamespaceMode::Node;
+    EXPECT_EQ(pid_namespace(c, pod, nullptr), std::nullopt);
+    c.pid = NamespaceMode::Container;
+    pod.config.pid = NamespaceMode::Node;
+    EXPECT_EQ(pid_namespace(c, pod, nullptr), std::nullopt);
+    pod.config.pid = NamespaceMode::Container;
+
+    // POD: the infra container's, which a pod without PID sharing lacks.
+    c.pid = NamespaceMode::Pod;
+    try {
+        pid_namespace(c, pod, nullptr);
+        ADD_FAILURE() << "a pod without an infra container";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::FailedPrecondition);
+    }
+    pod.config.pid = NamespaceMode::Pod;
+    pod.infra.id = pod.id;
+    pod.infra.pid = 4321;
+    EXPECT_EQ(pid_namespace(c, pod, nullptr), std::optional<std::string>("/proc/4321/ns/pid"));
+    pod.infra.pid = 0;
+    EXPECT_THROW(pid_namespace(c, pod, nullptr), Error);
+    pod.infra.pid = 4321;
+
+    // TARGET: a running container of the same pod.
+    c.pid = NamespaceMode::Target;
+    EXPECT_THROW(pid_namespace(c, pod, nullptr), Error) << "no target_id";
+    c.pid_target = "t";
+    try {
+        pid_namespace(c, pod, nullptr);
+        ADD_FAILURE();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::NotFound);
+    }
+    ContainerRecord target;
+    target.id = "t";
+    target.pod_id = pod.id;
+    target.state = ContainerState::Running;
+    target.pid = 777;
+    EXPECT_EQ(pid_namespace(c, pod, &target), std::optional<std::string>("/proc/777/ns/pid"));
+    target.state = ContainerState::Exited;
+    EXPECT_THROW(pid_namespace(c, pod, &target), Error);
+    target.state = ContainerState::Running;
+    target.pod_id = std::string(64, 'c');
+    try {
+        pid_namespace(c, pod, &target);
+        ADD_FAILURE();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::InvalidArgument);
+    }
+}
+
+TEST(ContainerSpec, JoinsTheInfraContainersPidNamespace) {
+    ContainerRecord r;
+    r.id = std::string(64, 'a');
+    r.slice = "crisd.slice";
+    r.rootfs = "/merged";
+    r.config = base();
+    r.config.pid = NamespaceMode::Pod;
+    PodRecord pod;
+    pod.id = std::string(64, 'b');
+    pod.config.pid = NamespaceMode::Pod;
+    pod.infra.id = pod.id;
+    pod.infra.pid = 4321;
+    SpecInputs in;
+    in.record = &r;
+    in.pod = &pod;
+    in.args = {"sh"};
+    const auto j = oci_spec(in);
+    int pid_entries = 0;
+    for (const auto& ns : j["linux"]["namespaces"])
+        if (ns["type"] == "pid") {
+            ++pid_entries;
+            EXPECT_EQ(ns["path"], "/proc/4321/ns/pid");
+        }
+    EXPECT_EQ(pid_entries, 1);
+    EXPECT_TRUE(r.shares_pid_namespace());
+    r.config.pid = NamespaceMode::Container;
+    EXPECT_FALSE(r.shares_pid_namespace());
+}
+
+TEST(ContainerRecord, PidModeRoundTripsAndOldRecordsHaveContainer) {
+    ContainerRecord r;
+    r.id = "x";
+    r.pod_id = "p";
+    r.config = base();
+    r.config.pid = NamespaceMode::Target;
+    r.config.pid_target = "t";
+    auto back = container_from_json(to_json(r));
+    EXPECT_EQ(back.config.pid, NamespaceMode::Target);
+    EXPECT_EQ(back.config.pid_target, "t");
+    auto j = to_json(r);
+    j["config"].erase("pid_mode");
+    j["config"].erase("pid_target");
+    back = container_from_json(j);
+    EXPECT_EQ(back.config.pid, NamespaceMode::Container);
+    EXPECT_EQ(back.config.pid_target, "");
+}

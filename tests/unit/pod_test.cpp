@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include "config/config.hpp"
 #include "network/network.hpp"
 #include "runtime/handlers.hpp"
+#include "runtime/infra.hpp"
 #include "runtime/pod.hpp"
 #include "runtime/pods.hpp"
 #include "systemd/fake.hpp"
@@ -239,8 +241,24 @@ protected:
     }
     void TearDown() override { std::filesystem::remove_all(dir_); }
     std::unique_ptr<PodManager> manager() {
-        return std::make_unique<PodManager>(
-            PodOptions{dir_ + "/root", dir_ + "/run", 64 << 20, dir_ + "/etc"}, *handlers_, *network_, fake_);
+        PodOptions o;
+        o.root = dir_ + "/root";
+        o.runroot = dir_ + "/run";
+        o.shm_size = 64 << 20;
+        o.host_etc = dir_ + "/etc";
+        o.conmon_path = conmon_path_;
+        o.pause_path = "/bin/true";  // never runs: the fake conmons never start a container
+        return std::make_unique<PodManager>(o, *handlers_, *network_, fake_);
+    }
+    // A stand-in crisd-conmon (a shell script speaking the sync and start
+    // pipes, as in monitor_test): `after_start` runs once crisd released it.
+    void fake_conmon(const std::string& after_start) {
+        conmon_path_ = dir_ + "/fake-conmon";
+        std::ofstream(conmon_path_) << "#!/bin/sh\n(\n"
+                                       "printf 'monitor 4242 0\\n' >&3\n"
+                                       "head -c1 <&4 >/dev/null || exit 0\n"
+                                    << after_start << "\n) &\n";
+        std::filesystem::permissions(conmon_path_, std::filesystem::perms::owner_all);
     }
     static PodConfig host_pod(const std::string& name) {
         PodConfig c;
@@ -253,6 +271,7 @@ protected:
     }
 
     std::string dir_;
+    std::string conmon_path_ = "/nonexistent/crisd-conmon";
     std::unique_ptr<Handlers> handlers_;
     std::unique_ptr<network::Network> network_;
     systemd::FakeManager fake_;
@@ -339,6 +358,30 @@ TEST_F(PodManagerTest, APodWhoseNamespacesAreGoneIsNotReadyAfterARestart) {
     EXPECT_EQ(again->count(), 0u);
 }
 
+TEST_F(PodManagerTest, APodWhoseInfraContainerIsGoneIsNotReadyAfterARestart) {
+    std::string id;
+    {
+        auto pods = manager();
+        id = pods->run(host_pod("a"));
+    }
+    // The record of a PID-sharing pod whose crisd-pause and conmon are gone.
+    const std::string path = dir_ + "/root/pods/" + id + ".json";
+    auto rec = record_from_json(nlohmann::json::parse(std::ifstream(path)));
+    rec.config.pid = NamespaceMode::Pod;
+    rec.infra = {id, rec.run_dir + "/infra", "/bin/sh", dir_ + "/run/runc", 999999, 999998, 1};
+    std::filesystem::create_directories(rec.infra.bundle);
+    std::ofstream(path) << to_json(rec).dump();
+    auto again = manager();
+    again->load();
+    EXPECT_EQ(again->status(id).state, PodState::NotReady);
+    again->remove(id);  // removes the infra container's scopes and bundle too
+    EXPECT_EQ(again->count(), 0u);
+    EXPECT_FALSE(std::filesystem::exists(rec.run_dir));
+    const auto calls = fake_.calls();
+    EXPECT_NE(std::find(calls.begin(), calls.end(), "stop_unit crisd-" + id + ".scope"), calls.end());
+    EXPECT_NE(std::find(calls.begin(), calls.end(), "stop_unit crisd-conmon-" + id + ".scope"), calls.end());
+}
+
 TEST_F(PodManagerTest, AnUnfinishedCreationIsUndoneAtStartup) {
     std::string id;
     {
@@ -401,14 +444,6 @@ TEST_F(PodManagerTest, HooksForContainers) {
 TEST_F(PodManagerTest, BadInputIsRefusedBeforeAnythingIsMade) {
     auto pods = manager();
     auto c = host_pod("a");
-    c.pid = NamespaceMode::Pod;
-    try {
-        pods->run(c);
-        FAIL();
-    } catch (const Error& e) {
-        EXPECT_EQ(e.code(), Code::Unimplemented);
-    }
-    c = host_pod("a");
     c.cgroup_parent = "/kubepods/pod1";
     EXPECT_THROW(pods->run(c), Error);
     c = host_pod("a");
@@ -459,4 +494,118 @@ TEST_F(PodManagerTest, EventsAndChangeNotifications) {
     EXPECT_EQ(types, (std::vector<PodEvent::Type>{PodEvent::Type::Created, PodEvent::Type::Started,
                                                   PodEvent::Type::Stopped, PodEvent::Type::Deleted}));
     EXPECT_GE(changes.load(), 3);
+}
+
+TEST(PodRecord, InfraRoundTripsAndOldRecordsHaveNone) {
+    auto r = sample();
+    r.config.pid = NamespaceMode::Pod;
+    r.infra = {r.id, r.run_dir + "/infra", "/usr/sbin/runc", "/run/runc", 4321, 4320, 99};
+    const auto back = record_from_json(nlohmann::json::parse(to_json(r).dump()));
+    EXPECT_EQ(back.infra.id, r.id);
+    EXPECT_EQ(back.infra.bundle, r.run_dir + "/infra");
+    EXPECT_EQ(back.infra.pid, 4321);
+    EXPECT_EQ(back.infra.monitor_pid, 4320);
+    EXPECT_EQ(back.infra.runtime_root, "/run/runc");
+    EXPECT_EQ(back.infra.started_at, 99);
+    EXPECT_EQ(back.infra.pid_namespace(), "/proc/4321/ns/pid");
+    auto j = to_json(sample());
+    j.erase("infra");  // a record written before infra containers existed
+    const auto old = record_from_json(j);
+    EXPECT_FALSE(old.infra.present());
+    EXPECT_EQ(old.infra.pid_namespace(), "");
+}
+
+TEST(InfraSpec, MinimalAndUnprivileged) {
+    auto pod = sample();
+    pod.infra.id = pod.id;
+    pod.infra.bundle = pod.run_dir + "/infra";
+    const auto spec = infra_spec(pod, "/usr/libexec/crisd/crisd-pause");
+    const auto& p = spec["process"];
+    EXPECT_EQ(p["args"], nlohmann::json::array({"/pause"}));
+    EXPECT_EQ(p["user"]["uid"], 65535);
+    EXPECT_EQ(p["user"]["gid"], 65535);
+    EXPECT_EQ(p["noNewPrivileges"], true);
+    for (const char* set : {"bounding", "effective", "permitted", "inheritable", "ambient"})
+        EXPECT_TRUE(p["capabilities"][set].empty()) << set;
+    EXPECT_EQ(spec["root"]["path"], pod.run_dir + "/infra/rootfs");
+    EXPECT_EQ(spec["root"]["readonly"], true);
+    bool pause_mount = false;
+    for (const auto& m : spec["mounts"]) {
+        EXPECT_NE(m["type"], "cgroup");
+        if (m["destination"] != "/pause") continue;
+        pause_mount = true;
+        EXPECT_EQ(m["source"], "/usr/libexec/crisd/crisd-pause");
+        EXPECT_EQ(m["type"], "bind");
+        const auto opts = m["options"].get<std::vector<std::string>>();
+        EXPECT_NE(std::find(opts.begin(), opts.end(), "ro"), opts.end());
+    }
+    EXPECT_TRUE(pause_mount) << spec["mounts"].dump();
+    const auto& ns = spec["linux"]["namespaces"];
+    auto find_ns = [&](const std::string& type) -> nlohmann::json {
+        for (const auto& n : ns)
+            if (n["type"] == type) return n;
+        return nullptr;
+    };
+    EXPECT_FALSE(find_ns("pid").contains("path")) << "a new PID namespace";
+    EXPECT_EQ(find_ns("network")["path"], pod.netns);
+    EXPECT_EQ(find_ns("ipc")["path"], pod.ipcns);
+    EXPECT_EQ(find_ns("uts")["path"], pod.utsns);
+    EXPECT_FALSE(find_ns("mount").is_null());
+    EXPECT_EQ(spec["linux"]["cgroupsPath"], "kubepods-pod1.slice:crisd:" + pod.id);
+    EXPECT_FALSE(spec["linux"]["maskedPaths"].empty());
+    EXPECT_FALSE(spec["linux"]["readonlyPaths"].empty());
+    EXPECT_EQ(spec["annotations"]["io.kubernetes.cri.container-type"], "sandbox");
+    // A host-network pod: no network or UTS entry.
+    pod.netns = pod.utsns = "";
+    const auto host = infra_spec(pod, "/p");
+    for (const auto& n : host["linux"]["namespaces"]) {
+        EXPECT_NE(n["type"], "network");
+        EXPECT_NE(n["type"], "uts");
+    }
+}
+
+// A pod whose infra container fails to start: the runtime's words in a clear
+// error, nothing left (record, directories, exit file, conmon's scope), the
+// name free again.
+TEST_F(PodManagerTest, FailedInfraStartLeavesNothing) {
+    const std::string text = "runc create failed: the test says no";
+    fake_conmon("printf 'error -1 " + std::to_string(text.size()) + "\\n%s' '" + text + "' >&3");
+    auto pods = manager();
+    auto c = host_pod("shared");
+    c.pid = NamespaceMode::Pod;
+    try {
+        pods->run(c);
+        FAIL() << "the infra container cannot start";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("infra container"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(pods->count(), 0u);
+    EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/root/pods"));
+    EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/run/pods"));
+    EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/run/exits"));
+    // conmon was placed in its scope, which was stopped again.
+    const auto calls = fake_.calls();
+    const auto placed = std::find_if(calls.begin(), calls.end(), [](const std::string& call) {
+        return call.rfind("start_scope crisd-conmon-", 0) == 0;
+    });
+    ASSERT_NE(placed, calls.end());
+    const auto unit = placed->substr(std::string("start_scope ").size());
+    EXPECT_NE(std::find(calls.begin(), calls.end(), "stop_unit " + unit), calls.end());
+    const auto u = fake_.unit(unit);
+    EXPECT_TRUE(!u || u->active_state != "active");
+
+    // A handler that cannot run is refused before anything is made.
+    c.runtime_handler = "crun";  // no crun binary on the search path of this test
+    try {
+        pods->run(c);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::FailedPrecondition) << e.what();
+    }
+    EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/root/pods"));
+
+    // The name is free again.
+    c = host_pod("shared");
+    pods->remove(pods->run(c));
 }
