@@ -214,6 +214,7 @@ struct Options {
     std::string monitor_comm;
     std::string tag = "r";
     int stop_timeout = 10;
+    bool host_network = false;
 };
 
 struct Pod {
@@ -240,7 +241,7 @@ private:
         c.mutable_metadata()->set_name(name);
         c.mutable_metadata()->set_namespace_("crisd-bench");
         c.mutable_metadata()->set_uid(uid);
-        c.set_hostname(name);
+        if (!o_.host_network) c.set_hostname(name);  // a host-network pod has the node's
         c.set_log_directory("/var/log/pods/crisd-bench_" + name + "_" + uid);
         (*c.mutable_labels())[kLabel] = "true";
         // The kubelet always sends one (ClusterFirst): the runtime writes resolv.conf from it.
@@ -252,7 +253,7 @@ private:
         // The pod's slice, as the kubelet with the systemd cgroup driver names it.
         linux->set_cgroup_parent("kubepods-besteffort-pod" + uid + ".slice");
         auto* ns = linux->mutable_security_context()->mutable_namespace_options();
-        ns->set_network(v1::POD);
+        ns->set_network(o_.host_network ? v1::NODE : v1::POD);
         ns->set_pid(v1::CONTAINER);
         ns->set_ipc(v1::POD);
         return p;
@@ -285,7 +286,7 @@ private:
         c->set_log_path("sleep/0.log");
         (*c->mutable_labels())[kLabel] = "true";
         auto* ns = c->mutable_linux()->mutable_security_context()->mutable_namespace_options();
-        ns->set_network(v1::POD);
+        ns->set_network(o_.host_network ? v1::NODE : v1::POD);
         ns->set_pid(v1::CONTAINER);
         ns->set_ipc(v1::POD);
         p.container = timed(t["CreateContainer"], &v1::RuntimeService::Stub::CreateContainer,
@@ -378,6 +379,7 @@ json Workload::run() {
     out["runtime_version"] = version.runtime_version();
     out["daemon_pid"] = o_.daemon_pid;
     out["pods"] = o_.pods;
+    out["network"] = o_.host_network ? "host" : "pod (CNI)";
 
     // The timed pull first, from an empty store: the pre-pulled images share its layer.
     double pull_s = 0;
@@ -642,6 +644,7 @@ int main(int argc, char** argv) {
     run->add_option("--monitor-comm", o.monitor_comm, "comm prefix of the per-container monitors");
     run->add_option("--tag", o.tag, "tag in pod uids (a slice name part: no '-')")->capture_default_str();
     run->add_option("--stop-timeout", o.stop_timeout, "StopContainer timeout, seconds")->capture_default_str();
+    run->add_flag("--host-network", o.host_network, "pods in the node's network namespace (no CNI)");
     std::string cleanup_socket;
     auto* clean = app.add_subcommand("cleanup", "Remove every pod labelled crisd-bench=true");
     clean->add_option("-s,--socket", cleanup_socket, "CRI socket")->required();
