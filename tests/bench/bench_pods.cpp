@@ -58,6 +58,9 @@ constexpr const char* kLabel = "crisd-bench";
 // graceful path (signal, exit, exit status) and not a stop timeout.
 const std::vector<std::string> kCommand = {"sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"};
 
+// Seconds with millisecond resolution: what the figures can tell.
+double secs(double s) { return std::round(s * 1000.0) / 1000.0; }
+
 double ms_since(Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
@@ -385,7 +388,7 @@ json Workload::run() {
     double pull_s = 0;
     pull(o_.image, true, &pull_s);
     for (const auto& ref : o_.prepull) pull(ref, false, nullptr);
-    out["pull"] = json{{"image", o_.image}, {"seconds", pull_s}};
+    out["pull"] = json{{"image", o_.image}, {"seconds", secs(pull_s)}};
     progress(out["runtime"].get<std::string>() + ": pulled " + o_.image + " in " + std::to_string(pull_s) + " s");
 
     // Warm-up pods (not counted): the first pod of a node creates the CNI bridge,
@@ -424,10 +427,10 @@ json Workload::run() {
     const double teardown_s = ms_since(t0) / 1000.0;
     const double teardown_cpu = daemon_cpu() - cpu0;
     out["sequential"] = json{{"pods", o_.pods},
-                             {"run_s", run_s},
-                             {"teardown_s", teardown_s},
-                             {"daemon_cpu_run_s", run_cpu},
-                             {"daemon_cpu_teardown_s", teardown_cpu},
+                             {"run_s", secs(run_s)},
+                             {"teardown_s", secs(teardown_s)},
+                             {"daemon_cpu_run_s", secs(run_cpu)},
+                             {"daemon_cpu_teardown_s", secs(teardown_cpu)},
                              {"pod_start", per_pod_start.summary()},
                              {"pod_stop", per_pod_stop.summary()},
                              {"rpc", seq.summary()}};
@@ -478,10 +481,10 @@ json Workload::run() {
         out["scale"] = json{{"pods", o_.scale},
                             {"parallel", o_.parallel},
                             {"calls", o_.calls},
-                            {"run_s", scale_run_s},
-                            {"teardown_s", scale_teardown_s},
-                            {"daemon_cpu_run_s", scale_run_cpu},
-                            {"daemon_cpu_teardown_s", scale_teardown_cpu},
+                            {"run_s", secs(scale_run_s)},
+                            {"teardown_s", secs(scale_teardown_s)},
+                            {"daemon_cpu_run_s", secs(scale_run_cpu)},
+                            {"daemon_cpu_teardown_s", secs(scale_teardown_cpu)},
                             {"rpc", par.summary()},
                             {"reads", reads.summary()}};
         out["memory_loaded"] = loaded;
@@ -620,8 +623,8 @@ json floor(const FloorOptions& o) {
     for (const auto& dir : bundles) fs::remove_all(dir);
     fs::remove(errfile);
     progress("runc floor (" + driver + "): " + std::to_string(o.count) + " containers in " + std::to_string(run_s) + " s");
-    return json{{"cgroup_driver", driver}, {"containers", o.count}, {"run_s", run_s},
-                {"teardown_s", teardown_s}, {"start", start.summary()}, {"stop", stop.summary()}};
+    return json{{"cgroup_driver", driver}, {"containers", o.count}, {"run_s", secs(run_s)},
+                {"teardown_s", secs(teardown_s)}, {"start", start.summary()}, {"stop", stop.summary()}};
 }
 
 }  // namespace
