@@ -495,8 +495,16 @@ json Workload::run() {
 }
 
 // Removes every pod labelled crisd-bench=true (and its containers); prints how many.
+// What is gone meanwhile (NOT_FOUND) is no error: something else removed it.
 int cleanup(const std::string& socket) {
     CriClient client(socket, std::chrono::seconds(120));
+    auto tolerate = [](auto&& fn) {
+        try {
+            fn();
+        } catch (const CallError& e) {
+            if (e.code() != grpc::StatusCode::NOT_FOUND) throw;
+        }
+    };
     v1::ListPodSandboxRequest lp;
     (*lp.mutable_filter()->mutable_label_selector())[kLabel] = "true";
     const auto pods = client.call(&v1::RuntimeService::Stub::ListPodSandbox, "ListPodSandbox", lp);
@@ -509,17 +517,17 @@ int cleanup(const std::string& socket) {
             v1::StopContainerRequest stop;
             stop.set_container_id(c.id());
             stop.set_timeout(0);
-            client.call(&v1::RuntimeService::Stub::StopContainer, "StopContainer", stop);
+            tolerate([&] { client.call(&v1::RuntimeService::Stub::StopContainer, "StopContainer", stop); });
             v1::RemoveContainerRequest rm;
             rm.set_container_id(c.id());
-            client.call(&v1::RuntimeService::Stub::RemoveContainer, "RemoveContainer", rm);
+            tolerate([&] { client.call(&v1::RuntimeService::Stub::RemoveContainer, "RemoveContainer", rm); });
         }
         v1::StopPodSandboxRequest stop;
         stop.set_pod_sandbox_id(pod.id());
-        client.call(&v1::RuntimeService::Stub::StopPodSandbox, "StopPodSandbox", stop);
+        tolerate([&] { client.call(&v1::RuntimeService::Stub::StopPodSandbox, "StopPodSandbox", stop); });
         v1::RemovePodSandboxRequest rm;
         rm.set_pod_sandbox_id(pod.id());
-        client.call(&v1::RuntimeService::Stub::RemovePodSandbox, "RemovePodSandbox", rm);
+        tolerate([&] { client.call(&v1::RuntimeService::Stub::RemovePodSandbox, "RemovePodSandbox", rm); });
         ++removed;
     }
     progress("cleanup: removed " + std::to_string(removed) + " pods from " + socket);
