@@ -497,7 +497,12 @@ private:
             auto link = with_context(what, [&] { return bus_.get(); });
             auto& a = static_cast<SystemdAttachment&>(*link->attachment());
             try {
+                // One call at a time, and the others asleep on a mutex: sdbus-c++ 1.x serializes
+                // synchronous calls on a connection whose event loop it does not run itself
+                // (crisd's bus thread runs it) by spinning on try_lock, a CPU per waiting thread.
+                std::unique_lock serial(call_mu_);
                 auto r = fn(a);
+                serial.unlock();
                 bus_.wake();
                 return r;
             } catch (const sdbus::Error& e) {
@@ -602,6 +607,7 @@ private:
     Options opt_;
     CgroupVersion version_;
     Jobs jobs_;
+    std::mutex call_mu_;  // held across one D-Bus method call (see call())
     CpusetV1 cpuset_;
     std::mutex mu_;
     std::set<std::string> slices_;  // slices known to exist
