@@ -60,6 +60,7 @@ json to_json(const PodRecord& r) {
         {"createdAt", r.created_at},
         {"runtimeHandler", r.runtime_handler},
         {"slice", r.slice},
+        {"sliceOwned", r.slice_owned},
         {"runDir", r.run_dir},
         {"nsDir", r.ns_dir},
         {"netns", r.netns},
@@ -111,6 +112,7 @@ PodRecord record_from_json(const json& j) {
         r.created_at = j.at("createdAt").get<std::int64_t>();
         r.runtime_handler = j.at("runtimeHandler").get<std::string>();
         r.slice = j.at("slice").get<std::string>();
+        r.slice_owned = j.value("sliceOwned", false);  // absent in records of older crisd
         r.run_dir = j.at("runDir").get<std::string>();
         r.ns_dir = j.at("nsDir").get<std::string>();
         r.netns = j.at("netns").get<std::string>();

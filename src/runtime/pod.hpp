@@ -89,6 +89,7 @@ struct PodRecord {
     std::int64_t created_at = 0;   // ns since the epoch
     std::string runtime_handler;   // resolved handler name
     std::string slice;             // systemd slice of the pod's scopes
+    bool slice_owned = false;      // crisd created `slice` for this pod: stopped at removal
     std::string run_dir;           // <runroot>/pods/<id>: resolv.conf, hosts, hostname, shm
     std::string ns_dir;            // <runroot>/ns/<id>
     std::string netns;             // <ns_dir>/net, "" for host network

@@ -258,7 +258,8 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
         try {
             if (!config.cgroup_parent.empty())
                 with_context("creating the pod's slice " + config.cgroup_parent,
-                             [&] { systemd_.ensure_slice(config.cgroup_parent); });
+                             [&] { rec.slice_owned = systemd_.ensure_slice(config.cgroup_parent); });
+            if (rec.slice_owned) save(rec);  // so that a crash from here on stops it too
 
             std::error_code ec;
             fs::create_directories(rec.run_dir, ec);
@@ -441,6 +442,18 @@ void PodManager::remove(const std::string& id) {
     emit(PodEvent::Type::Deleted, rec);
 }
 
+bool PodManager::slice_shared(const std::string& slice, const std::string& except_id) const {
+    std::vector<std::shared_ptr<Pod>> pods;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [id, pod] : pods_)
+            if (id != except_id) pods.push_back(pod);
+    }
+    for (const auto& pod : pods)
+        if (pod->snapshot().slice == slice) return true;
+    return false;
+}
+
 void PodManager::teardown(PodRecord& rec) {
     // Every step runs even when one before it failed; the first error is
     // reported and the record stays for a retry.
@@ -467,6 +480,16 @@ void PodManager::teardown(PodRecord& rec) {
     step([&] {
         if (::rmdir(rec.ns_dir.c_str()) != 0 && errno != ENOENT) throw_errno("removing " + rec.ns_dir);
     });
+    // A slice crisd created for this pod (no kubelet made it): nothing else
+    // stops it. Never while another pod still has its scopes there.
+    if (rec.slice_owned && !slice_shared(rec.slice, rec.id)) {
+        step([&] {
+            systemd_.stop_unit(rec.slice);
+            systemd_.reset_failed(rec.slice);
+            spdlog::info("pod {}: stopped its slice {}", rec.id, rec.slice);
+        });
+        if (!first) rec.slice_owned = false;
+    }
     if (first) {
         try {
             save(rec);

@@ -34,17 +34,21 @@ void FakeManager::start_scope(const ScopeSpec& spec) {
     units_.emplace(spec.name, std::move(u));
 }
 
-void FakeManager::ensure_slice(const std::string& slice) {
+bool FakeManager::ensure_slice(const std::string& slice) {
     const auto chain = expand_slice(slice);
     std::lock_guard lock(mu_);
     enter("ensure_slice", slice);
+    bool created = false;
     for (const auto& s : chain) {
+        created = false;
         if (units_.count(s)) continue;
+        created = true;
         Unit u;
         u.properties.push_back({"Description", "Slice " + s + " (created by crisd)"});
         units_.emplace(s, std::move(u));
         created_slices_.push_back(s);
     }
+    return created;
 }
 
 void FakeManager::stop_unit(const std::string& unit) {

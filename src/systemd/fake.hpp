@@ -30,7 +30,7 @@ public:
                          std::string default_slice = "crisd.slice");
 
     void start_scope(const ScopeSpec& spec) override;
-    void ensure_slice(const std::string& slice) override;
+    bool ensure_slice(const std::string& slice) override;
     void stop_unit(const std::string& unit) override;
     void kill_unit(const std::string& unit, int signal) override;
     void set_properties(const std::string& unit, const Resources& resources) override;

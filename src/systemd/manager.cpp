@@ -303,16 +303,19 @@ public:
         spdlog::debug("started {} in {}", spec.name, slice);
     }
 
-    void ensure_slice(const std::string& slice) override {
+    bool ensure_slice(const std::string& slice) override {
+        bool created = false;
         for (const auto& s : expand_slice(slice)) {
+            created = false;
             {
                 std::lock_guard lock(mu_);
                 if (slices_.count(s)) continue;
             }
-            create_slice(s);
+            created = create_slice(s);
             std::lock_guard lock(mu_);
             slices_.insert(s);
         }
+        return created;  // of the last one, `slice` itself
     }
 
     void stop_unit(const std::string& unit) override {
@@ -562,8 +565,20 @@ private:
         }
     }
 
-    void create_slice(const std::string& slice) {
+    // True when it was created, false when it was loaded already.
+    bool create_slice(const std::string& slice) {
         UnitFields fields(slice);
+        // Loaded already (a unit file, the kubelet's transient slice, or the
+        // implicit parent of a running unit): not crisd's. StartTransientUnit
+        // would take over a slice loaded without a file, and crisd would then
+        // stop it, with whatever else runs in it, when its pod goes.
+        try {
+            call("looking up slice " + slice, [&](SystemdAttachment& a) { return get_unit(a, slice); });
+            spdlog::debug("slice {} exists", slice);
+            return false;
+        } catch (const Error& e) {
+            if (e.code() != Code::NotFound) throw;
+        }
         const Props props = to_dbus({{"Description", "Slice " + slice + " (created by crisd)"}});
         Jobs::Ticket ticket(jobs_);
         std::string job;
@@ -582,13 +597,14 @@ private:
             // first child.
             if (e.code() != Code::AlreadyExists) throw;
             spdlog::debug("slice {} exists", slice);
-            return;
+            return false;
         }
         const auto result = wait_job(ticket, job, slice, true);
         if (result != "done")
             throw Error(code_for_job_result(result),
                         "creating slice " + slice + ": job finished with result \"" + result + "\"");
         spdlog::info("created slice {}", slice);
+        return true;
     }
 
     void apply_cpuset_v1(const std::string& unit, const Resources& r, const std::vector<pid_t>& pids) {

@@ -72,7 +72,10 @@ public:
     // Makes sure `slice` and every slice above it ("a-b-c.slice" sits in
     // "a-b.slice", which sits in "a.slice") exist and are active, creating the
     // missing ones as transient slices. Cached: a slice is created once.
-    virtual void ensure_slice(const std::string& slice) = 0;
+    // True when `slice` itself was created now as a transient unit (so
+    // nothing else owns it and its creator should stop it when done); false
+    // when it was loaded already (the kubelet's, a unit file's, or cached).
+    virtual bool ensure_slice(const std::string& slice) = 0;
 
     // Stops a unit and waits for the stop job. A unit that does not exist is
     // already stopped (no error).

@@ -410,6 +410,34 @@ TEST_F(Pods, PodSliceComesFromCgroupParent) {
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(st.error_message().find("systemd slice"), std::string::npos) << st.error_message();
     remove(client_, id);
+    // crisd made the pod's slice (no kubelet here): its removal stops it.
+    // The parents are shared by other pods and stay.
+    EXPECT_TRUE(wait_unit_state("crisdtest-besteffort-podsliced.slice", "inactive", 5))
+        << sh("systemctl status crisdtest-besteffort-podsliced.slice").out;
+    EXPECT_TRUE(wait_unit_state("crisdtest-besteffort.slice", "active", 5));
+
+    // A slice that was there before the pod is left alone, and so is what
+    // else runs in it: one the kubelet made (a transient unit, as
+    // libcontainer's systemd driver makes it) and one loaded only as the
+    // implicit parent of another unit.
+    ASSERT_EQ(sh("busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 "
+                 "org.freedesktop.systemd1.Manager StartTransientUnit 'ssa(sv)a(sa(sv))' "
+                 "crisdtest-besteffort-podkubelet.slice fail 1 Description s kubelet 0")
+                  .exit_code,
+              0);
+    ASSERT_EQ(sh("systemd-run --quiet --unit=crisdtest-kubelet-made --slice=crisdtest-besteffort-podimplicit.slice "
+                 "sleep infinity").exit_code,
+              0);
+    auto implicit = pod_config("implicit-slice");
+    implicit.mutable_linux()->set_cgroup_parent("crisdtest-besteffort-podimplicit.slice");
+    remove(client_, run(client_, implicit));
+    EXPECT_TRUE(wait_unit_state("crisdtest-besteffort-podimplicit.slice", "active", 5));
+    auto k = pod_config("kubelet-slice");
+    k.mutable_linux()->set_cgroup_parent("crisdtest-besteffort-podkubelet.slice");
+    const auto kid = run(client_, k);
+    remove(client_, kid);
+    EXPECT_TRUE(wait_unit_state("crisdtest-besteffort-podkubelet.slice", "active", 5));
+    EXPECT_TRUE(wait_unit_state("crisdtest-kubelet-made.service", "active", 5));
     sh("systemctl stop crisdtest.slice");
 }
 

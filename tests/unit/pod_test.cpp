@@ -291,6 +291,7 @@ TEST_F(PodManagerTest, LifecycleOfAHostPod) {
     EXPECT_EQ(rec.slice, "kubepods-besteffort-poda.slice");
     const auto slices = fake_.created_slices();
     EXPECT_NE(std::find(slices.begin(), slices.end(), "kubepods-besteffort-poda.slice"), slices.end());
+    EXPECT_TRUE(rec.slice_owned);
     // Host-network pods get the node's hosts and resolv.conf (no DNS config).
     std::ifstream hosts(rec.hosts());
     std::string line;
@@ -310,6 +311,9 @@ TEST_F(PodManagerTest, LifecycleOfAHostPod) {
     pods->remove(id);
     pods->remove(id);  // gone already: fine
     EXPECT_EQ(pods->count(), 0u);
+    // crisd made the pod's slice: stopped with the pod; its parents stay.
+    EXPECT_FALSE(fake_.unit("kubepods-besteffort-poda.slice"));
+    EXPECT_TRUE(fake_.unit("kubepods-besteffort.slice"));
     EXPECT_FALSE(std::filesystem::exists(dir_ + "/root/pods/" + id + ".json"));
     EXPECT_FALSE(std::filesystem::exists(rec.run_dir));
     try {
@@ -321,6 +325,30 @@ TEST_F(PodManagerTest, LifecycleOfAHostPod) {
     EXPECT_THROW(pods->stop(id), Error);
     // The name is free again.
     pods->remove(pods->run(c));
+}
+
+TEST_F(PodManagerTest, ASliceIsStoppedOnlyByItsCreatorAndOnlyWhenNoOtherPodIsInIt) {
+    auto pods = manager();
+    auto a = host_pod("a");
+    a.cgroup_parent = "kubepods-poda.slice";
+    auto b = host_pod("b");
+    b.cgroup_parent = "kubepods-poda.slice";
+    const auto ida = pods->run(a);
+    const auto idb = pods->run(b);
+    EXPECT_TRUE(pods->status(ida).slice_owned);
+    EXPECT_FALSE(pods->status(idb).slice_owned);  // it was there already
+    pods->remove(ida);
+    EXPECT_TRUE(fake_.unit("kubepods-poda.slice")) << "b still has its scopes there";
+    pods->remove(idb);
+
+    // A slice that was loaded before the pod (the kubelet's) is never stopped.
+    ASSERT_TRUE(fake_.ensure_slice("kubepods-podk.slice"));  // made by someone else
+    auto k = host_pod("k");
+    k.cgroup_parent = "kubepods-podk.slice";
+    const auto idk = pods->run(k);
+    EXPECT_FALSE(pods->status(idk).slice_owned);
+    pods->remove(idk);
+    EXPECT_TRUE(fake_.unit("kubepods-podk.slice"));
 }
 
 TEST_F(PodManagerTest, RecordsSurviveARestart) {
