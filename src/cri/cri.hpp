@@ -16,6 +16,9 @@ class ContainerManager;
 namespace crisd::network {
 class Network;
 }
+namespace crisd::stream {
+class StreamServer;
+}
 namespace crisd::image {
 class Images;
 class Rootfs;
@@ -31,6 +34,7 @@ struct Backends {
     image::Rootfs* rootfs = nullptr;  // container root filesystems (ImageFsInfo)
     runtime::PodManager* pods = nullptr;  // null: the pod RPCs answer UNIMPLEMENTED
     runtime::ContainerManager* containers = nullptr;  // null: the container RPCs answer UNIMPLEMENTED
+    stream::StreamServer* stream = nullptr;  // null: Exec, Attach and PortForward answer UNIMPLEMENTED
 };
 
 std::unique_ptr<grpc::Service> make_runtime_service(const Backends& backends);

@@ -15,6 +15,7 @@
 #include "runtime/handlers.hpp"
 #include "runtime/pods.hpp"
 #include "runtime/status.hpp"
+#include "stream/stream.hpp"
 
 namespace crisd::cri {
 namespace {
@@ -422,9 +423,30 @@ public:
                                          r.oom_score_adj(), r.cpuset_cpus(), r.cpuset_mems()});
         });
     }
-    CRISD_UNIMPLEMENTED(Exec)
-    CRISD_UNIMPLEMENTED(Attach)
-    CRISD_UNIMPLEMENTED(PortForward)
+    // Streaming: validated by the streaming server, which returns a URL with
+    // a single-use token; the client then connects there.
+    grpc::Status Exec(ServerContext*, const v1::ExecRequest* req, v1::ExecResponse* resp) override {
+        return call("Exec", [&] {
+            resp->set_url(stream_or_unimplemented("Exec").exec(
+                {req->container_id(), {req->cmd().begin(), req->cmd().end()}, req->tty(), req->stdin(),
+                 req->stdout(), req->stderr()}));
+        });
+    }
+
+    grpc::Status Attach(ServerContext*, const v1::AttachRequest* req, v1::AttachResponse* resp) override {
+        return call("Attach", [&] {
+            resp->set_url(stream_or_unimplemented("Attach").attach(
+                {req->container_id(), req->tty(), req->stdin(), req->stdout(), req->stderr()}));
+        });
+    }
+
+    grpc::Status PortForward(ServerContext*, const v1::PortForwardRequest* req,
+                             v1::PortForwardResponse* resp) override {
+        return call("PortForward", [&] {
+            resp->set_url(stream_or_unimplemented("PortForward").port_forward(
+                {req->pod_sandbox_id(), {req->port().begin(), req->port().end()}}));
+        });
+    }
     grpc::Status ContainerStats(ServerContext*, const v1::ContainerStatsRequest* req,
                                 v1::ContainerStatsResponse* resp) override {
         return call("ContainerStats", [&] {
@@ -539,6 +561,11 @@ private:
         if (s.working_set) out->mutable_memory()->mutable_working_set_bytes()->set_value(*s.working_set);
         if (s.memory_usage) out->mutable_memory()->mutable_usage_bytes()->set_value(*s.memory_usage);
         if (s.rss) out->mutable_memory()->mutable_rss_bytes()->set_value(*s.rss);
+    }
+
+    stream::StreamServer& stream_or_unimplemented(const char* rpc) const {
+        if (!b_.stream) unimplemented(rpc);
+        return *b_.stream;
     }
 
     runtime::ContainerManager& containers_or_unimplemented(const char* rpc) const {
