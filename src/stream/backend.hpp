@@ -67,6 +67,7 @@ struct AttachJob {
     std::string container_id;
     std::string socket_dir;   // crisd-conmon's sockets
     bool container_tty = false;
+    bool tty = false;  // the request's
     bool stdin = false;
     bool stdout = false;
     bool stderr = false;

@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -13,6 +14,9 @@
 #include <boost/beast/websocket/ssl.hpp>
 
 #include <algorithm>
+#include <array>
+#include <map>
+#include <set>
 #include <charconv>
 #include <deque>
 #include <future>
@@ -26,7 +30,9 @@
 #include "runtime/containers.hpp"
 #include "runtime/pods.hpp"
 #include "stream/backend.hpp"
+#include "stream/portforward_spdy.hpp"
 #include "stream/protocol.hpp"
+#include "stream/remotecommand_spdy.hpp"
 #include "stream/tokens.hpp"
 
 namespace crisd::stream {
@@ -327,6 +333,337 @@ private:
     std::size_t open_ = 0;
 };
 
+// ---- SPDY/3.1 (the kubelet's and API server's protocol to runtimes) ----
+//
+// The upgraded connection's bytes go through a sans-IO server (spdy/*.hpp):
+// read → feed(), take_output() → write; this class owns the socket, the
+// write loop, backpressure and the linger at the end.
+template <class Stream>
+class SpdyConn : public std::enable_shared_from_this<SpdyConn<Stream>> {
+public:
+    SpdyConn(Stream&& stream, std::string protocol) : stream_(std::move(stream)), protocol_(std::move(protocol)),
+        timer_(stream_.get_executor()) {}
+    virtual ~SpdyConn() = default;
+
+    // Answers 101, feeds what was read past the request head, starts reading.
+    void upgrade(std::string leftover) {
+        beast::get_lowest_layer(stream_).expires_never();
+        std::string head = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n";
+        if (!protocol_.empty()) head += "X-Stream-Protocol-Version: " + protocol_ + "\r\n";
+        head += "\r\n";
+        q_.push_back(std::move(head));
+        started();
+        if (!leftover.empty()) feed_bytes(leftover);
+        flush();
+        read();
+    }
+
+    // Queues the session's output and writes it.
+    void flush() {
+        if (closed_) return;
+        if (wants_write()) q_.push_back(take_output());
+        if (busy_) return;
+        if (q_.empty()) {
+            check_drained();
+            if (finished() && !shut_) {
+                shut_ = true;
+                error_code ec;
+                beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_send, ec);
+                // The client answers with RST_STREAMs and GOAWAY, then closes;
+                // do not wait for it for long.
+                timer_.expires_after(std::chrono::seconds(2));
+                timer_.async_wait([self = this->shared_from_this()](error_code e) {
+                    if (!e) self->abort();
+                });
+            }
+            return;
+        }
+        busy_ = true;
+        asio::async_write(stream_, asio::buffer(q_.front()),
+                          [self = this->shared_from_this()](error_code ec, std::size_t) {
+                              self->busy_ = false;
+                              self->q_.pop_front();
+                              if (ec) {
+                                  self->q_.clear();
+                                  self->abort();
+                                  return;
+                              }
+                              self->flush();
+                          });
+    }
+
+    void on_drained_cb(std::function<void()> fn) {
+        drained_.push_back(std::move(fn));
+        check_drained();
+    }
+
+    void abort() {
+        if (closed_) return;
+        closed_ = true;
+        timer_.cancel();
+        error_code ec;
+        beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
+        beast::get_lowest_layer(stream_).close();
+        gone();
+    }
+
+protected:
+    virtual void started() = 0;
+    virtual void feed(std::string_view bytes) = 0;
+    virtual std::string take_output() = 0;
+    virtual bool wants_write() const = 0;
+    virtual std::size_t pending() const = 0;
+    virtual bool finished() const = 0;
+    virtual void gone() = 0;  // the connection is closed
+
+    auto executor() { return stream_.get_executor(); }
+
+private:
+    void feed_bytes(std::string_view bytes) {
+        try {
+            feed(bytes);
+        } catch (const Error& e) {
+            spdlog::info("stream: SPDY: {}", e.what());
+            if (wants_write()) q_.push_back(take_output());
+            // Write what the session queued (GOAWAY), then close.
+            proto_error_ = true;
+        }
+    }
+    void read() {
+        stream_.async_read_some(asio::buffer(rbuf_), [self = this->shared_from_this()](error_code ec, std::size_t n) {
+            if (self->closed_) return;
+            if (ec || n == 0) {
+                self->abort();
+                return;
+            }
+            self->feed_bytes(std::string_view(self->rbuf_.data(), n));
+            self->flush();
+            if (self->proto_error_) {
+                self->timer_.expires_after(std::chrono::milliseconds(500));
+                self->timer_.async_wait([self](error_code e) {
+                    if (!e) self->abort();
+                });
+                return;
+            }
+            self->read();
+        });
+    }
+    void check_drained() {
+        if (drained_.empty() || pending() > kDrained) return;
+        auto fns = std::exchange(drained_, {});
+        for (auto& f : fns) asio::post(stream_.get_executor(), std::move(f));
+    }
+
+    Stream stream_;
+    std::string protocol_;
+    asio::steady_timer timer_;
+    std::array<char, 32 * 1024> rbuf_{};
+    std::deque<std::string> q_;
+    std::vector<std::function<void()>> drained_;
+    bool busy_ = false;
+    bool shut_ = false;
+    bool closed_ = false;
+    bool proto_error_ = false;
+};
+
+// exec / attach over SPDY (kubelet's remotecommand/httpstream.go).
+template <class Stream>
+class SpdyCommand final : public SpdyConn<Stream>, public Sink, public Session {
+public:
+    SpdyCommand(Stream&& s, std::string protocol, spdy::RemoteCommandServer::Expect expect,
+                std::shared_ptr<RemoteCommand> cmd)
+        : SpdyConn<Stream>(std::move(s), protocol), protocol_(protocol), expect_(expect), cmd_(std::move(cmd)),
+          ready_timer_(this->executor()) {}
+
+    void output(std::uint8_t channel, std::string data) override {
+        if (!server_) return;
+        if (channel == protocol::kStderr) server_->write_stderr(data);
+        else server_->write_stdout(data);
+        this->flush();
+    }
+    bool congested() const override { return server_ && server_->pending_bytes() > kCongested; }
+    void on_drained(std::function<void()> fn) override { this->on_drained_cb(std::move(fn)); }
+    void finish(const Outcome& o) override {
+        if (!server_) return;
+        const int v = server_->version();
+        if (!o.error.empty()) spdlog::info("stream: {}", o.error);
+        server_->finish(o.error.empty() ? protocol::exit_status(v, o.exit_code.value_or(0))
+                                        : protocol::error_status(v, o.error));
+        this->flush();
+    }
+    void shutdown() override {
+        cmd_->cancel();
+        this->abort();
+    }
+
+private:
+    void started() override {
+        auto weak = std::weak_ptr<SpdyCommand>(std::static_pointer_cast<SpdyCommand>(this->shared_from_this()));
+        spdy::RemoteCommandServer::Callbacks cb;
+        cb.on_ready = [weak] {
+            if (auto s = weak.lock()) {
+                s->ready_timer_.cancel();
+                s->cmd_->start(std::static_pointer_cast<Sink>(s));
+            }
+        };
+        cb.on_stdin = [weak](std::string_view d) {
+            if (auto s = weak.lock()) s->cmd_->input(std::string(d));
+        };
+        cb.on_stdin_closed = [weak] {
+            if (auto s = weak.lock()) s->cmd_->close_input();
+        };
+        cb.on_resize = [weak](std::string_view d) {
+            if (auto s = weak.lock()) {
+                s->resize_.feed(d);
+                while (auto sz = s->resize_.next()) s->cmd_->resize(*sz);
+            }
+        };
+        cb.on_client_gone = [weak] {
+            if (auto s = weak.lock()) {
+                s->cmd_->cancel();
+                s->gone_ = true;
+            }
+        };
+        server_ = std::make_unique<spdy::RemoteCommandServer>(protocol_, expect_, std::move(cb));
+        // The kubelet waits 30 s for the client's streams.
+        ready_timer_.expires_after(std::chrono::seconds(30));
+        ready_timer_.async_wait([weak](error_code ec) {
+            if (auto s = weak.lock(); s && !ec && !s->server_->ready()) {
+                spdlog::info("stream: SPDY client did not open its streams within 30 s");
+                s->abort();
+            }
+        });
+    }
+    void feed(std::string_view bytes) override {
+        server_->feed(bytes);
+        if (gone_) this->abort();
+    }
+    std::string take_output() override { return server_->take_output(); }
+    bool wants_write() const override { return server_ && server_->wants_write(); }
+    std::size_t pending() const override { return server_ ? server_->pending_bytes() : 0; }
+    bool finished() const override { return server_ && server_->done(); }
+    void gone() override {
+        ready_timer_.cancel();
+        cmd_->cancel();
+    }
+
+    std::string protocol_;
+    spdy::RemoteCommandServer::Expect expect_;
+    std::shared_ptr<RemoteCommand> cmd_;
+    std::unique_ptr<spdy::RemoteCommandServer> server_;
+    asio::steady_timer ready_timer_;
+    protocol::ResizeDecoder resize_;
+    bool gone_ = false;
+};
+
+// port forward over SPDY (portforward.k8s.io; kubelet's portforward/httpstream.go).
+template <class Stream>
+class SpdyPortForward final : public SpdyConn<Stream>, public Session {
+public:
+    SpdyPortForward(Stream&& s, std::string protocol, asio::io_context& io, PortForwardJob job)
+        : SpdyConn<Stream>(std::move(s), std::move(protocol)), io_(io), job_(std::move(job)),
+          expire_timer_(this->executor()) {}
+
+    void shutdown() override {
+        for (auto& [_, c] : conns_) c->cancel();
+        conns_.clear();
+        this->abort();
+    }
+
+private:
+    void started() override {
+        auto weak = std::weak_ptr<SpdyPortForward>(std::static_pointer_cast<SpdyPortForward>(this->shared_from_this()));
+        spdy::PortForwardServer::Callbacks cb;
+        cb.on_connect = [weak](std::uint32_t req, std::uint16_t port) {
+            if (auto s = weak.lock()) s->connect(req, port);
+        };
+        cb.on_data = [weak](std::uint32_t req, std::string_view d) {
+            if (auto s = weak.lock())
+                if (auto it = s->conns_.find(req); it != s->conns_.end()) it->second->input(std::string(d));
+        };
+        cb.on_data_closed = [weak](std::uint32_t req) {
+            if (auto s = weak.lock())
+                if (auto it = s->conns_.find(req); it != s->conns_.end()) it->second->close_input();
+        };
+        cb.on_cancel = [weak](std::uint32_t req) {
+            if (auto s = weak.lock())
+                if (auto it = s->conns_.find(req); it != s->conns_.end()) {
+                    it->second->cancel();
+                    s->conns_.erase(it);
+                }
+        };
+        server_ = std::make_unique<spdy::PortForwardServer>(std::move(cb));
+        tick();
+    }
+    void tick() {
+        expire_timer_.expires_after(std::chrono::seconds(1));
+        expire_timer_.async_wait([weak = std::weak_ptr<SpdyPortForward>(
+                                      std::static_pointer_cast<SpdyPortForward>(this->shared_from_this()))](error_code ec) {
+            auto s = weak.lock();
+            if (!s || ec) return;
+            if (s->server_->expire(std::chrono::seconds(30)) > 0) s->flush();
+            s->tick();
+        });
+    }
+    void connect(std::uint32_t req, std::uint16_t port) {
+        auto conn = make_port_conn(io_, job_.netns, port, job_.pod_id);
+        conns_[req] = conn;
+        auto weak = std::weak_ptr<SpdyPortForward>(std::static_pointer_cast<SpdyPortForward>(this->shared_from_this()));
+        conn->start({
+            [weak, req](std::string d) {
+                if (auto s = weak.lock()) {
+                    s->server_->send(req, d);
+                    s->flush();
+                }
+            },
+            [weak, req](std::string e) {
+                if (auto s = weak.lock()) {
+                    s->server_->fail(req, e);
+                    s->failed_.insert(req);
+                    s->flush();
+                }
+            },
+            [weak, req] {
+                if (auto s = weak.lock()) {
+                    if (!s->failed_.erase(req)) s->server_->close(req);
+                    s->conns_.erase(req);
+                    s->flush();
+                }
+            },
+            [weak, req] {
+                auto s = weak.lock();
+                return s && s->server_->pending_bytes(req) > kCongested;
+            },
+            [weak](std::function<void()> fn) {
+                if (auto s = weak.lock()) s->on_drained_cb(std::move(fn));
+            },
+        });
+    }
+    void feed(std::string_view bytes) override {
+        server_->feed(bytes);
+        if (server_->client_gone()) {
+            for (auto& [_, c] : conns_) c->cancel();
+            conns_.clear();
+        }
+    }
+    std::string take_output() override { return server_->take_output(); }
+    bool wants_write() const override { return server_ && server_->wants_write(); }
+    std::size_t pending() const override { return server_ ? server_->pending_bytes() : 0; }
+    bool finished() const override { return false; }  // the client ends it
+    void gone() override {
+        expire_timer_.cancel();
+        for (auto& [_, c] : conns_) c->cancel();
+        conns_.clear();
+    }
+
+    asio::io_context& io_;
+    PortForwardJob job_;
+    std::unique_ptr<spdy::PortForwardServer> server_;
+    std::map<std::uint32_t, std::shared_ptr<PortConn>> conns_;
+    std::set<std::uint32_t> failed_;
+    asio::steady_timer expire_timer_;
+};
+
 }  // namespace
 
 struct StreamServer::Impl {
@@ -398,7 +735,7 @@ struct StreamServer::Impl {
                 spdlog::debug("stream: reading a request: {}", ec.message());
                 return;
             }
-            route(std::move(c->stream), c->parser.release());
+            route(std::move(c->stream), c->parser.release(), beast::buffers_to_string(c->buf.data()));
         });
     }
 
@@ -418,7 +755,7 @@ struct StreamServer::Impl {
     }
 
     template <class Stream>
-    void route(Stream&& stream, Request req) {
+    void route(Stream&& stream, Request req, std::string leftover) {
         const std::string_view target(req.target().data(), req.target().size());
         const auto path = target.substr(0, target.find('?'));
         std::string_view kind, token;
@@ -446,11 +783,54 @@ struct StreamServer::Impl {
         if (websocket::is_upgrade(req)) return websocket_session(std::move(stream), std::move(req), std::move(*job));
         const auto upgrade = header_value(req, http::field::upgrade);
         if (contains_nocase(upgrade, "SPDY/3.1"))
-            return respond(std::move(stream), http::status::not_implemented,
-                           "SPDY/3.1 streaming is not implemented in this crisd yet; use a WebSocket "
-                           "(v5.channel.k8s.io, v4.channel.k8s.io or channel.k8s.io)");
+            return spdy_session(std::move(stream), std::move(req), std::move(*job), std::move(leftover));
         respond(std::move(stream), http::status::bad_request,
                 "expected a WebSocket or SPDY/3.1 upgrade request");
+    }
+
+    template <class Stream>
+    void spdy_session(Stream&& stream, Request req, Job job, std::string leftover) {
+        std::vector<std::string> offered;
+        for (const auto& f : req)
+            if (beast::iequals(f.name_string(), "X-Stream-Protocol-Version")) offered.emplace_back(f.value());
+        std::string all;
+        for (const auto& o : offered) all += (all.empty() ? "" : ", ") + o;
+        if (auto* pf = std::get_if<PortForwardJob>(&job)) {
+            std::string proto;
+            for (const auto& o : offered)
+                if (o.find("portforward.k8s.io") != std::string::npos) proto = "portforward.k8s.io";
+            if (!offered.empty() && proto.empty())
+                return respond(std::move(stream), http::status::forbidden,
+                               "unable to upgrade: unable to negotiate protocol: client supports [" + all +
+                                   "], server supports [portforward.k8s.io]");
+            spdlog::info("stream: port-forward to pod {} over SPDY", pf->pod_id.substr(0, 12));
+            auto s = std::make_shared<SpdyPortForward<Stream>>(std::forward<Stream>(stream), proto, io, std::move(*pf));
+            sessions.add(s);
+            s->upgrade(std::move(leftover));
+            return;
+        }
+        const auto proto = protocol::negotiate_spdy_remotecommand(offered);
+        if (!offered.empty() && proto.empty())
+            return respond(std::move(stream), http::status::forbidden,
+                           "unable to upgrade: unable to negotiate protocol: client supports [" + all +
+                               "], server supports [v4.channel.k8s.io, v3.channel.k8s.io, v2.channel.k8s.io, "
+                               "channel.k8s.io]");
+        std::shared_ptr<RemoteCommand> cmd;
+        spdy::RemoteCommandServer::Expect expect;
+        if (auto* e = std::get_if<ExecJob>(&job)) {
+            expect = {e->stdin, e->stdout, e->stderr, e->tty};
+            spdlog::info("stream: exec in container {} ({}{}) over SPDY {}", e->container_id.substr(0, 12),
+                         e->cmd.empty() ? "" : e->cmd[0], e->tty ? ", tty" : "", proto);
+            cmd = make_exec(io, std::move(*e));
+        } else {
+            auto& a = std::get<AttachJob>(job);
+            expect = {a.stdin, a.stdout, a.stderr, a.tty};
+            spdlog::info("stream: attach to container {} over SPDY {}", a.container_id.substr(0, 12), proto);
+            cmd = make_attach(io, std::move(a));
+        }
+        auto s = std::make_shared<SpdyCommand<Stream>>(std::forward<Stream>(stream), proto, expect, cmd);
+        sessions.add(s);
+        s->upgrade(std::move(leftover));
     }
 
     template <class Stream>
@@ -618,7 +998,7 @@ std::string StreamServer::attach(const AttachRequest& req) {
     if (req.stdin && !r.config.stdin)
         throw Error(Code::InvalidArgument, "container " + r.id + " was not created with stdin");
     return impl_->url("attach",
-                      AttachJob{r.id, r.socket_dir(), r.config.tty, req.stdin, req.stdout, req.stderr});
+                      AttachJob{r.id, r.socket_dir(), r.config.tty, req.tty, req.stdin, req.stdout, req.stderr});
 }
 
 std::string StreamServer::port_forward(const PortForwardRequest& req) {

@@ -12,6 +12,7 @@
 
 #include "cri_client.hpp"
 #include "node_test.hpp"
+#include "spdy_client.hpp"
 #include "stream_client.hpp"
 
 using namespace crisd::node;
@@ -178,6 +179,44 @@ TEST_P(StreamingRuntimes, ExecStdinClosedByV5AndTtyResize) {
     EXPECT_EQ(crisd::test::exit_code_of_status(status), 7) << status;
 }
 
+// SPDY/3.1, as the kubelet and the API server speak to runtimes (client-go).
+TEST_P(StreamingRuntimes, SpdyExecExitCodesStdinAndTty) {
+    const auto id = run("spdy-" + GetParam(), "sleep 300", GetParam());
+    crisd::test::RemoteCommandOptions o;
+    auto r = crisd::test::remote_command(sh_url(id, "echo out-line; echo err-line >&2; exit 3"), o);
+    EXPECT_EQ(r.http_status, 101) << r.http_body;
+    EXPECT_EQ(r.protocol, "v4.channel.k8s.io");
+    EXPECT_EQ(r.stdout_data, "out-line\n");
+    EXPECT_EQ(r.stderr_data, "err-line\n");
+    EXPECT_EQ(r.exit_code, 3) << r.status_json << r.error;
+
+    o.want_stdin = true;
+    o.want_stderr = false;
+    o.stdin_data = "through spdy\n";
+    r = crisd::test::remote_command(exec_url(exec_req(id, {"cat"}, true, true, false)), o);
+    EXPECT_EQ(r.stdout_data, "through spdy\n");
+    EXPECT_EQ(r.exit_code, 0) << r.status_json << r.error;
+
+    // Older protocol versions: v2 has no resize stream and a plain-text error stream.
+    crisd::test::RemoteCommandOptions v2;
+    v2.protocols = {"v2.channel.k8s.io"};
+    r = crisd::test::remote_command(sh_url(id, "echo old; exit 5"), v2);
+    EXPECT_EQ(r.protocol, "v2.channel.k8s.io");
+    EXPECT_EQ(r.stdout_data, "old\n");
+    EXPECT_NE(r.error.find("non-zero exit code"), std::string::npos) << r.error << r.status_json;
+
+    crisd::test::RemoteCommandOptions t;
+    t.tty = true;
+    t.want_stdin = true;
+    t.want_stderr = false;
+    t.close_stdin = false;
+    t.resizes = {{101, 33}};
+    r = crisd::test::remote_command(
+        exec_url(exec_req(id, {"sh", "-c", "sleep 1; stty size; exit 4"}, true, true, false, true)), t);
+    EXPECT_NE(r.stdout_data.find("33 101"), std::string::npos) << r.stdout_data;
+    EXPECT_EQ(r.exit_code, 4) << r.status_json << r.error;
+}
+
 INSTANTIATE_TEST_SUITE_P(Runtimes, StreamingRuntimes, ::testing::Values("runc", "crun"));
 
 TEST_F(Streaming, OlderProtocolsAndBadRequests) {
@@ -320,4 +359,46 @@ TEST_F(Streaming, PortForwardToAnHttpServerInThePod) {
     while (auto m = ws.read())
         if (m->channel == 1) error += m->data;
     EXPECT_NE(error.find("error forwarding port 9"), std::string::npos) << error;
+}
+
+TEST_F(Streaming, SpdyAttachPortForwardAndTokens) {
+    const auto id = run("spdy-attach", "echo ready; while read l; do echo got-$l; done", "", true);
+    v1::AttachRequest req;
+    req.set_container_id(id);
+    req.set_stdin(true);
+    req.set_stdout(true);
+    crisd::test::RemoteCommandOptions o;
+    o.want_stdin = true;
+    o.want_stderr = false;
+    o.close_stdin = false;
+    o.stdin_data = "spdy\n";
+    o.until_stdout_contains = "got-spdy";
+    const auto url = client_->call(&v1::RuntimeService::Stub::Attach, "Attach", req).url();
+    auto r = crisd::test::remote_command(url, o);
+    EXPECT_EQ(r.http_status, 101) << r.http_body;
+    EXPECT_NE(r.stdout_data.find("got-spdy"), std::string::npos) << r.stdout_data;
+    // The token was used.
+    r = crisd::test::remote_command(url, o);
+    EXPECT_EQ(r.http_status, 404) << r.http_body;
+
+    std::string pod;
+    run("spdy-pf", "mkdir -p /tmp/www && echo spdy-pod > /tmp/www/index.html && exec httpd -f -p 8081 -h /tmp/www",
+        "", false, false, &pod);
+    v1::PortForwardRequest pf;
+    pf.set_pod_sandbox_id(pod);
+    pf.add_port(8081);
+    crisd::test::PortForwardResult res;
+    EXPECT_TRUE(wait_for(
+        [&] {
+            const auto pf_url = client_->call(&v1::RuntimeService::Stub::PortForward, "PortForward", pf).url();
+            res = crisd::test::port_forward(pf_url, 8081, "GET / HTTP/1.0\r\n\r\n");
+            return res.data.find("spdy-pod") != std::string::npos;
+        },
+        15s))
+        << res.http_status << " data: " << res.data << " error: " << res.error;
+    EXPECT_EQ(res.protocol, "portforward.k8s.io");
+
+    const auto pf_url = client_->call(&v1::RuntimeService::Stub::PortForward, "PortForward", pf).url();
+    res = crisd::test::port_forward(pf_url, 9, "x");
+    EXPECT_NE(res.error.find("error forwarding port 9"), std::string::npos) << res.error;
 }
