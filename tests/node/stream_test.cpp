@@ -464,3 +464,32 @@ TEST_F(Streaming, StoppingCrisdEndsSessionsAndTheirCommands) {
     EXPECT_TRUE(wait_for([] { return sh("pgrep -fx 'sleep 301' | wc -l").out == "0\n"; }, 10s));
     client_ = std::make_unique<CriClient>(kCriSocket);
 }
+
+// 32 MiB through stdout, byte-exact, over both protocols (flow control and
+// backpressure on the way); prints the rate and the latency of a small exec.
+TEST_F(Streaming, BulkOutputArrivesWhole) {
+    const auto id = run("bulk", "sleep 300");
+    const std::string script = "head -c 33554432 /dev/zero | tr '\\0' x";
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = crisd::test::ws_command(sh_url(id, script), "v5.channel.k8s.io", std::nullopt, 120s);
+    const double ws_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(r.out.size(), 33554432u);
+    EXPECT_EQ(r.out.find_first_not_of('x'), std::string::npos);
+    EXPECT_EQ(crisd::test::exit_code_of_status(r.status), 0) << r.status;
+
+    crisd::test::RemoteCommandOptions o;
+    o.timeout = 120s;
+    t0 = std::chrono::steady_clock::now();
+    const auto s = crisd::test::remote_command(sh_url(id, script), o);
+    const double spdy_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(s.stdout_data.size(), 33554432u);
+    EXPECT_EQ(s.exit_code, 0) << s.status_json << s.error;
+
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(crisd::test::ws_command(sh_url(id, "true")).messages, 2);
+    const double small_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / 10;
+    std::printf("stream: 32 MiB stdout over WebSocket %.2f s (%.0f MiB/s), over SPDY %.2f s (%.0f MiB/s); "
+                "Exec+connect+`true` %.0f ms each\n",
+                ws_s, 32 / ws_s, spdy_s, 32 / spdy_s, small_ms);
+}
