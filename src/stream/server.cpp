@@ -776,8 +776,8 @@ struct StreamServer::Impl {
                                      (kind == "attach" && std::holds_alternative<AttachJob>(*job)) ||
                                      (kind == "portforward" && std::holds_alternative<PortForwardJob>(*job)));
         if (!kind_ok) {
-            spdlog::debug("stream: {} {}: unknown, expired or used token", std::string(req.method_string()),
-                          std::string(path));
+            spdlog::debug("stream: {} /{}/...: unknown, expired or used token", std::string(req.method_string()),
+                          std::string(kind));
             return respond(std::move(stream), http::status::not_found, "token not found (unknown, expired or used)");
         }
         if (websocket::is_upgrade(req)) return websocket_session(std::move(stream), std::move(req), std::move(*job));
