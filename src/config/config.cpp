@@ -67,7 +67,7 @@ const std::vector<Key>& scalar_keys() {
         {"crisd.api", "stream_tls_key", "PEM private key of the streaming server, when TLS is on.",
          StringRef([](Config& c) -> std::string& { return c.api.stream_tls_key; })},
         {"crisd.api", "stream_idle_timeout",
-         "Seconds a streaming session may go without traffic before it is closed; 0: no limit.",
+         "Seconds a streaming session may go without traffic either way before it is closed; 0: no limit.",
          IntRef([](Config& c) -> std::int64_t& { return c.api.stream_idle_timeout; })},
         {"crisd.api", "stream_token_ttl",
          "Seconds the URL returned by Exec, Attach or PortForward stays valid (it works once).",

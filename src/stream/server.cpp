@@ -95,6 +95,55 @@ bool contains_nocase(std::string_view hay, std::string_view needle) {
            }) != hay.end();
 }
 
+// Closes a session that has seen no traffic either way for `idle` (0: never).
+// Its state lives in a shared_ptr that the pending wait holds, so the timer
+// may outlive the session that owned it.
+class IdleTimer {
+public:
+    template <class Executor>
+    IdleTimer(Executor ex, std::chrono::seconds idle) : st_(std::make_shared<State>(ex, idle)) {}
+    ~IdleTimer() { stop(); }
+    // Traffic: pushes the deadline out (the timer is re-armed lazily).
+    void touch(std::function<void()> on_idle) {
+        auto& st = *st_;
+        if (st.idle.count() <= 0 || st.stopped) return;
+        st.last = std::chrono::steady_clock::now();
+        if (!st.on_idle) st.on_idle = std::move(on_idle);
+        if (!st.armed) arm(st_);
+    }
+    void stop() {
+        st_->stopped = true;
+        st_->on_idle = nullptr;
+        st_->timer.cancel();
+    }
+
+private:
+    struct State {
+        template <class Executor>
+        State(Executor ex, std::chrono::seconds i) : timer(ex), idle(i) {}
+        asio::steady_timer timer;
+        std::chrono::seconds idle;
+        std::chrono::steady_clock::time_point last;
+        std::function<void()> on_idle;
+        bool armed = false;
+        bool stopped = false;
+    };
+    static void arm(const std::shared_ptr<State>& st) {
+        st->armed = true;
+        st->timer.expires_at(st->last + st->idle);
+        st->timer.async_wait([st](error_code ec) {
+            st->armed = false;
+            if (ec || st->stopped) return;
+            if (std::chrono::steady_clock::now() - st->last >= st->idle) {
+                if (auto f = std::exchange(st->on_idle, nullptr)) f();
+                return;
+            }
+            arm(st);
+        });
+    }
+    std::shared_ptr<State> st_;
+};
+
 // A WebSocket carrying channel messages (channel.k8s.io framing): the write
 // queue, flow control and the close handshake, shared by remote command and
 // port forward.
@@ -102,17 +151,12 @@ template <class Stream>
 class WsChannels : public std::enable_shared_from_this<WsChannels<Stream>> {
 public:
     WsChannels(Stream&& stream, protocol::WsProtocol proto, std::chrono::seconds idle)
-        : ws_(std::move(stream)), proto_(std::move(proto)), idle_(idle) {}
+        : ws_(std::move(stream)), proto_(std::move(proto)), idle_(ws_.get_executor(), idle) {}
     virtual ~WsChannels() = default;
 
     void accept(Request req) {
         beast::get_lowest_layer(ws_).expires_never();
-        auto t = websocket::stream_base::timeout::suggested(beast::role_type::server);
-        if (idle_.count() > 0) {
-            t.idle_timeout = idle_;
-            t.keep_alive_pings = true;
-        }
-        ws_.set_option(t);
+        ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
         ws_.set_option(websocket::stream_base::decorator([name = proto_.name](websocket::response_type& res) {
             if (!name.empty()) res.set(http::field::sec_websocket_protocol, name);
             res.set(http::field::server, "crisd");
@@ -124,6 +168,7 @@ public:
                 spdlog::debug("stream: WebSocket handshake: {}", ec.message());
                 return;
             }
+            self->touch();
             self->opened();
             self->read();
         });
@@ -151,6 +196,7 @@ public:
     }
     void abort() {
         closed_ = true;
+        idle_.stop();
         error_code ec;
         beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
         beast::get_lowest_layer(ws_).close();
@@ -163,14 +209,25 @@ protected:
     const protocol::WsProtocol& proto() const { return proto_; }
 
 private:
+    void touch() {
+        idle_.touch([weak = std::weak_ptr<WsChannels>(this->shared_from_this())] {
+            if (auto s = weak.lock(); s && !s->closed_) {
+                spdlog::info("stream: closing a WebSocket session idle for the stream_idle_timeout");
+                s->abort();
+                s->gone();
+            }
+        });
+    }
     void read() {
         ws_.async_read(rbuf_, [self = this->shared_from_this()](error_code ec, std::size_t) {
             if (ec) {
                 const bool was = self->closed_;
                 self->closed_ = true;
+                self->idle_.stop();
                 if (!was || !self->closing_) self->gone();
                 return;
             }
+            self->touch();
             const std::string msg = beast::buffers_to_string(self->rbuf_.data());
             self->rbuf_.consume(self->rbuf_.size());
             if (auto m = protocol::ws_decode(self->proto_, msg)) self->message(m->channel, std::move(m->data));
@@ -190,6 +247,7 @@ private:
         busy_ = true;
         ws_.async_write(asio::buffer(q_.front()), [self = this->shared_from_this()](error_code ec, std::size_t) {
             self->busy_ = false;
+            self->touch();
             self->queued_ -= self->q_.front().size();
             self->q_.pop_front();
             if (ec) {
@@ -209,7 +267,7 @@ private:
 
     websocket::stream<Stream> ws_;
     protocol::WsProtocol proto_;
-    std::chrono::seconds idle_;
+    IdleTimer idle_;
     beast::flat_buffer rbuf_;
     std::deque<std::string> q_;
     std::size_t queued_ = 0;
@@ -341,8 +399,9 @@ private:
 template <class Stream>
 class SpdyConn : public std::enable_shared_from_this<SpdyConn<Stream>> {
 public:
-    SpdyConn(Stream&& stream, std::string protocol) : stream_(std::move(stream)), protocol_(std::move(protocol)),
-        timer_(stream_.get_executor()) {}
+    SpdyConn(Stream&& stream, std::string protocol, std::chrono::seconds idle)
+        : stream_(std::move(stream)), protocol_(std::move(protocol)), timer_(stream_.get_executor()),
+          idle_(stream_.get_executor(), idle) {}
     virtual ~SpdyConn() = default;
 
     // Answers 101, feeds what was read past the request head, starts reading.
@@ -352,6 +411,7 @@ public:
         if (!protocol_.empty()) head += "X-Stream-Protocol-Version: " + protocol_ + "\r\n";
         head += "\r\n";
         q_.push_back(std::move(head));
+        touch();
         started();
         if (!leftover.empty()) feed_bytes(leftover);
         flush();
@@ -382,6 +442,7 @@ public:
         asio::async_write(stream_, asio::buffer(q_.front()),
                           [self = this->shared_from_this()](error_code ec, std::size_t) {
                               self->busy_ = false;
+                              self->touch();
                               self->q_.pop_front();
                               if (ec) {
                                   self->q_.clear();
@@ -401,6 +462,7 @@ public:
         if (closed_) return;
         closed_ = true;
         timer_.cancel();
+        idle_.stop();
         error_code ec;
         beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
         beast::get_lowest_layer(stream_).close();
@@ -419,6 +481,14 @@ protected:
     auto executor() { return stream_.get_executor(); }
 
 private:
+    void touch() {
+        idle_.touch([weak = std::weak_ptr<SpdyConn>(this->shared_from_this())] {
+            if (auto s = weak.lock()) {
+                spdlog::info("stream: closing a SPDY session idle for the stream_idle_timeout");
+                s->abort();
+            }
+        });
+    }
     void feed_bytes(std::string_view bytes) {
         try {
             feed(bytes);
@@ -436,6 +506,7 @@ private:
                 self->abort();
                 return;
             }
+            self->touch();
             self->feed_bytes(std::string_view(self->rbuf_.data(), n));
             self->flush();
             if (self->proto_error_) {
@@ -457,6 +528,7 @@ private:
     Stream stream_;
     std::string protocol_;
     asio::steady_timer timer_;
+    IdleTimer idle_;
     std::array<char, 32 * 1024> rbuf_{};
     std::deque<std::string> q_;
     std::vector<std::function<void()>> drained_;
@@ -470,9 +542,9 @@ private:
 template <class Stream>
 class SpdyCommand final : public SpdyConn<Stream>, public Sink, public Session {
 public:
-    SpdyCommand(Stream&& s, std::string protocol, spdy::RemoteCommandServer::Expect expect,
+    SpdyCommand(Stream&& s, std::string protocol, std::chrono::seconds idle, spdy::RemoteCommandServer::Expect expect,
                 std::shared_ptr<RemoteCommand> cmd)
-        : SpdyConn<Stream>(std::move(s), protocol), protocol_(protocol), expect_(expect), cmd_(std::move(cmd)),
+        : SpdyConn<Stream>(std::move(s), protocol, idle), protocol_(protocol), expect_(expect), cmd_(std::move(cmd)),
           ready_timer_(this->executor()) {}
 
     void output(std::uint8_t channel, std::string data) override {
@@ -560,8 +632,9 @@ private:
 template <class Stream>
 class SpdyPortForward final : public SpdyConn<Stream>, public Session {
 public:
-    SpdyPortForward(Stream&& s, std::string protocol, asio::io_context& io, PortForwardJob job)
-        : SpdyConn<Stream>(std::move(s), std::move(protocol)), io_(io), job_(std::move(job)),
+    SpdyPortForward(Stream&& s, std::string protocol, std::chrono::seconds idle, asio::io_context& io,
+                    PortForwardJob job)
+        : SpdyConn<Stream>(std::move(s), std::move(protocol), idle), io_(io), job_(std::move(job)),
           expire_timer_(this->executor()) {}
 
     void shutdown() override {
@@ -804,7 +877,8 @@ struct StreamServer::Impl {
                                "unable to upgrade: unable to negotiate protocol: client supports [" + all +
                                    "], server supports [portforward.k8s.io]");
             spdlog::info("stream: port-forward to pod {} over SPDY", pf->pod_id.substr(0, 12));
-            auto s = std::make_shared<SpdyPortForward<Stream>>(std::forward<Stream>(stream), proto, io, std::move(*pf));
+            auto s = std::make_shared<SpdyPortForward<Stream>>(std::forward<Stream>(stream), proto, opts.idle_timeout, io,
+                                                               std::move(*pf));
             sessions.add(s);
             s->upgrade(std::move(leftover));
             return;
@@ -828,7 +902,7 @@ struct StreamServer::Impl {
             spdlog::info("stream: attach to container {} over SPDY {}", a.container_id.substr(0, 12), proto);
             cmd = make_attach(io, std::move(a));
         }
-        auto s = std::make_shared<SpdyCommand<Stream>>(std::forward<Stream>(stream), proto, expect, cmd);
+        auto s = std::make_shared<SpdyCommand<Stream>>(std::forward<Stream>(stream), proto, opts.idle_timeout, expect, cmd);
         sessions.add(s);
         s->upgrade(std::move(leftover));
     }

@@ -270,11 +270,12 @@ TEST_F(Streaming, TokensAreSingleUseAndUnknownOnesGet404) {
     EXPECT_EQ(addr, "s \"" + base.substr(7) + "\"\n");
 }
 
-TEST_F(Streaming, ExpiredTokensGet404) {
-    // A 1 s lifetime through a drop-in (crisd.api.stream_token_ttl), then back.
+TEST_F(Streaming, ExpiredTokensGet404AndIdleSessionsClose) {
+    // A 1 s lifetime and idle timeout through a drop-in (crisd.api.stream_token_ttl,
+    // stream_idle_timeout), then back.
     // The node's /etc/crisd is read-only: a writable copy goes over it.
     must("rm -rf /tmp/stream-crisd-etc && cp -a /etc/crisd /tmp/stream-crisd-etc && mkdir -p "
-         "/tmp/stream-crisd-etc/crisd.conf.d && printf '[crisd.api]\\nstream_token_ttl = 1\\n' > "
+         "/tmp/stream-crisd-etc/crisd.conf.d && printf '[crisd.api]\\nstream_token_ttl = 1\\nstream_idle_timeout = 1\\n' > "
          "/tmp/stream-crisd-etc/crisd.conf.d/90-stream-test.conf && mount --bind /tmp/stream-crisd-etc /etc/crisd && "
          "systemctl restart crisd.service");
     client_ = std::make_unique<CriClient>(kCriSocket);
@@ -283,6 +284,21 @@ TEST_F(Streaming, ExpiredTokensGet404) {
     std::this_thread::sleep_for(1500ms);
     EXPECT_EQ(crisd::test::ws_upgrade_status(url), 404);
     EXPECT_EQ(crisd::test::ws_command(sh_url(id, "echo in-time")).out, "in-time\n");
+    // stream_idle_timeout = 1: a session without traffic either way is closed.
+    {
+        WsStream ws(sh_url(id, "echo hi; exec sleep 302"), "v5.channel.k8s.io", 20s);
+        const auto t0 = std::chrono::steady_clock::now();
+        std::optional<crisd::test::WsMessage> m;
+        try {
+            while ((m = ws.read())) {
+            }
+        } catch (const std::exception&) {
+        }
+        const auto took = std::chrono::steady_clock::now() - t0;
+        EXPECT_LT(took, 10s);
+        EXPECT_GE(took, 900ms);
+        EXPECT_TRUE(wait_for([] { return sh("pgrep -fx 'sleep 302' | wc -l").out == "0\n"; }, 10s));
+    }
     must("umount /etc/crisd && rm -rf /tmp/stream-crisd-etc && systemctl restart crisd.service");
     client_ = std::make_unique<CriClient>(kCriSocket);
 }
