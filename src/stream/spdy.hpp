@@ -5,7 +5,10 @@
 //
 // One Session per upgraded connection, in the server role (crisd) or the client role
 // (the node tests' client). Callbacks run inside feed() (and nowhere else); they may
-// call back into the Session (reply, send_data, reset, ...).
+// call back into the Session (reply, send_data, reset, ...), but must not destroy it.
+// Everything the session answers by itself (PING echoes, RST_STREAMs, WINDOW_UPDATEs)
+// lands in the output buffer: a caller should stop reading from a peer whose output
+// it cannot write (output_bytes() large), so a peer that never reads cannot grow it.
 //
 // Errors: a malformed frame, a bad version or a hostile size throws crisd::Error
 // (Code::InvalidArgument, "spdy: ..."); a GOAWAY(PROTOCOL_ERROR) is queued first, so a

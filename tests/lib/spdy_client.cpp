@@ -1,7 +1,11 @@
 #include "spdy_client.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,30 +32,36 @@ std::string lower(std::string s) {
 }
 
 struct Url {
+    bool tls = false;
     std::string host;
     std::string port;
     std::string target;  // path and query
 };
 
 Url parse_url(const std::string& url) {
-    const std::string scheme = "http://";
-    if (url.rfind("https://", 0) == 0)
-        throw Error(Code::Unimplemented, "spdy client: https:// is not supported (plain http only): " + url);
-    if (url.rfind(scheme, 0) != 0) throw Error(Code::InvalidArgument, "spdy client: not an http:// URL: " + url);
-    std::string rest = url.substr(scheme.size());
+    Url u;
+    std::string rest;
+    if (url.rfind("http://", 0) == 0) {
+        rest = url.substr(7);
+    } else if (url.rfind("https://", 0) == 0) {
+        rest = url.substr(8);
+        u.tls = true;
+    } else {
+        throw Error(Code::InvalidArgument, "spdy client: not an http:// or https:// URL: " + url);
+    }
+    const std::string default_port = u.tls ? "443" : "80";
     size_t slash = rest.find('/');
     std::string authority = rest.substr(0, slash);
-    Url u;
     u.target = slash == std::string::npos ? "/" : rest.substr(slash);
     if (!authority.empty() && authority[0] == '[') {
         size_t close = authority.find(']');
         if (close == std::string::npos) throw Error(Code::InvalidArgument, "spdy client: bad host in " + url);
         u.host = authority.substr(1, close - 1);
-        u.port = authority.size() > close + 2 ? authority.substr(close + 2) : "80";
+        u.port = authority.size() > close + 2 ? authority.substr(close + 2) : default_port;
     } else {
         size_t colon = authority.rfind(':');
         u.host = authority.substr(0, colon);
-        u.port = colon == std::string::npos ? "80" : authority.substr(colon + 1);
+        u.port = colon == std::string::npos ? default_port : authority.substr(colon + 1);
     }
     return u;
 }
@@ -67,10 +77,12 @@ public:
     };
 
     Connection(const std::string& url, const std::vector<std::string>& protocols, const std::string& method,
-               std::chrono::milliseconds timeout)
+               std::chrono::milliseconds timeout, const std::string& tls_ca_file)
         : deadline_(Clock::now() + timeout), timeout_(timeout), url_(url) {
         Url u = parse_url(url);
         connect(u);
+        if (u.tls) start_tls(u, tls_ca_file);
+        ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
         std::string req = method + " " + u.target + " HTTP/1.1\r\n";
         req += "Host: " + (u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host) + ":" + u.port + "\r\n";
         req += "User-Agent: crisd-test-spdy-client\r\n";
@@ -84,6 +96,11 @@ public:
     }
 
     ~Connection() {
+        if (ssl_) {
+            SSL_shutdown(ssl_);  // best effort close_notify
+            SSL_free(ssl_);
+        }
+        if (ctx_) SSL_CTX_free(ctx_);
         if (fd_ >= 0) ::close(fd_);
     }
 
@@ -149,7 +166,87 @@ private:
         }
         ::freeaddrinfo(res);
         if (fd_ < 0) throw Error(Code::Unavailable, "spdy client: connecting to " + url_ + ": " + last);
-        ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+    }
+
+    static std::string ssl_errors() {
+        std::string out;
+        while (unsigned long e = ERR_get_error()) {
+            char buf[256];
+            ERR_error_string_n(e, buf, sizeof buf);
+            if (!out.empty()) out += "; ";
+            out += buf;
+        }
+        return out.empty() ? "unknown TLS error" : out;
+    }
+
+    // TLS on the connected (still blocking) socket: the handshake within the deadline;
+    // the server's certificate checked against `ca_file` and the URL's host when given.
+    void start_tls(const Url& u, const std::string& ca_file) {
+        ctx_ = SSL_CTX_new(TLS_client_method());
+        if (!ctx_) throw Error(Code::Internal, "spdy client: SSL_CTX_new: " + ssl_errors());
+        if (!ca_file.empty()) {
+            if (SSL_CTX_load_verify_locations(ctx_, ca_file.c_str(), nullptr) != 1)
+                throw Error(Code::InvalidArgument, "spdy client: loading " + ca_file + ": " + ssl_errors());
+            SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+        }
+        ssl_ = SSL_new(ctx_);
+        SSL_set_fd(ssl_, fd_);
+        SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        in6_addr a6;
+        in_addr a4;
+        bool ip = ::inet_pton(AF_INET, u.host.c_str(), &a4) == 1 || ::inet_pton(AF_INET6, u.host.c_str(), &a6) == 1;
+        if (!ca_file.empty()) {
+            X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+            if (ip) X509_VERIFY_PARAM_set1_ip_asc(param, u.host.c_str());
+            else X509_VERIFY_PARAM_set1_host(param, u.host.c_str(), 0);
+        }
+        if (!ip) SSL_set_tlsext_host_name(ssl_, u.host.c_str());
+        timeval tv{};
+        int ms = remaining_ms("the TLS handshake");
+        tv.tv_sec = ms / 1000;
+        tv.tv_usec = (ms % 1000) * 1000;
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (SSL_connect(ssl_) != 1) {
+            long verify = SSL_get_verify_result(ssl_);
+            std::string why = verify != X509_V_OK ? X509_verify_cert_error_string(verify) : ssl_errors();
+            throw Error(Code::Unavailable, "spdy client: TLS handshake with " + url_ + ": " + why);
+        }
+        tv = {};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+
+    // >0 bytes, 0 end of stream, -1 nothing now, -2 an error (treated as the end).
+    ssize_t io_read(char* buf, size_t len) {
+        if (!ssl_) {
+            ssize_t n = ::read(fd_, buf, len);
+            if (n >= 0) return n;
+            return errno == EAGAIN || errno == EINTR ? -1 : -2;
+        }
+        int n = SSL_read(ssl_, buf, static_cast<int>(len));
+        if (n > 0) return n;
+        switch (SSL_get_error(ssl_, n)) {
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE: return -1;
+        case SSL_ERROR_ZERO_RETURN: return 0;
+        default: return -2;
+        }
+    }
+
+    ssize_t io_write(const char* buf, size_t len) {
+        if (!ssl_) {
+            ssize_t n = ::send(fd_, buf, len, MSG_NOSIGNAL);
+            if (n >= 0) return n;
+            return errno == EAGAIN || errno == EINTR ? -1 : -2;
+        }
+        int n = SSL_write(ssl_, buf, static_cast<int>(std::min<size_t>(len, 1 << 20)));
+        if (n > 0) return n;
+        switch (SSL_get_error(ssl_, n)) {
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE: return -1;
+        default: return -2;
+        }
     }
 
     int remaining_ms(const std::string& what) {
@@ -165,18 +262,20 @@ private:
         if (session_) outbuf_ += session_->take_output();
         pollfd p{fd_, POLLIN, 0};
         if (!outbuf_.empty()) p.events |= POLLOUT;
-        int rc = ::poll(&p, 1, std::min(remaining_ms(what), 200));
+        // TLS may hold decrypted bytes that poll() cannot see.
+        const bool buffered = ssl_ && SSL_pending(ssl_) > 0;
+        int rc = ::poll(&p, 1, buffered ? 0 : std::min(remaining_ms(what), 200));
         if (rc < 0) {
             if (errno == EINTR) return;
             throw_errno("spdy client: poll");
         }
         if (p.revents & POLLOUT) write_some();
-        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+        if (buffered || (p.revents & (POLLIN | POLLHUP | POLLERR))) {
             char buf[65536];
-            ssize_t n = ::read(fd_, buf, sizeof buf);
+            ssize_t n = io_read(buf, sizeof buf);
             if (n > 0) {
                 on_bytes(std::string_view(buf, static_cast<size_t>(n)));
-            } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            } else if (n == 0 || n == -2) {
                 eof_ = true;
             }
         }
@@ -184,10 +283,10 @@ private:
 
     void write_some() {
         while (!outbuf_.empty()) {
-            ssize_t n = ::send(fd_, outbuf_.data(), outbuf_.size(), MSG_NOSIGNAL);
+            ssize_t n = io_write(outbuf_.data(), outbuf_.size());
             if (n > 0) {
                 outbuf_.erase(0, static_cast<size_t>(n));
-            } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            } else if (n == -1) {
                 return;
             } else {
                 eof_ = true;
@@ -250,16 +349,32 @@ private:
             return it == headers.end() ? std::string() : it->second;
         };
         if (status_ != 101) {
-            // The refusal's body: by Content-Length, or until the server closes.
-            body_ = rest;
+            // The refusal's body: by Content-Length, chunked, or until the server closes.
+            std::string raw = rest;
+            auto more = [&] {
+                step("the HTTP response body");
+                raw += head_;
+                head_.clear();
+            };
+            if (lower(get("transfer-encoding")).find("chunked") != std::string::npos) {
+                size_t at = 0;
+                for (;;) {
+                    size_t eol;
+                    while ((eol = raw.find("\r\n", at)) == std::string::npos && !eof_) more();
+                    if (eol == std::string::npos) break;
+                    size_t len = std::strtoul(raw.c_str() + at, nullptr, 16);
+                    if (len == 0) break;
+                    while (raw.size() < eol + 2 + len + 2 && !eof_) more();
+                    if (raw.size() < eol + 2 + len) break;
+                    body_ += raw.substr(eol + 2, len);
+                    at = eol + 2 + len + 2;
+                }
+                return;
+            }
             std::string cl = get("content-length");
             size_t want = cl.empty() ? std::string::npos : std::stoul(cl);
-            while (body_.size() < want && !eof_) {
-                step("the HTTP response body");
-                body_ += head_;
-                head_.clear();
-            }
-            if (want != std::string::npos && body_.size() > want) body_.resize(want);
+            while (raw.size() < want && !eof_) more();
+            body_ = want != std::string::npos && raw.size() > want ? raw.substr(0, want) : raw;
             return;
         }
         if (lower(get("connection")).find("upgrade") == std::string::npos ||
@@ -291,6 +406,8 @@ private:
     }
 
     int fd_ = -1;
+    SSL_CTX* ctx_ = nullptr;
+    SSL* ssl_ = nullptr;
     Clock::time_point deadline_;
     std::chrono::milliseconds timeout_;
     std::string url_;
@@ -337,7 +454,7 @@ int decode_v4_status(const std::string& json, std::string* error) {
 
 RemoteCommandResult remote_command(const std::string& url, const RemoteCommandOptions& o) {
     RemoteCommandResult r;
-    Connection conn(url, o.protocols, o.method, o.timeout);
+    Connection conn(url, o.protocols, o.method, o.timeout, o.tls_ca_file);
     r.http_status = conn.status();
     r.http_body = conn.body();
     r.protocol = conn.protocol();
@@ -392,7 +509,7 @@ RemoteCommandResult remote_command(const std::string& url, const RemoteCommandOp
 PortForwardResult port_forward(const std::string& url, uint16_t port, const std::string& request,
                                const PortForwardOptions& o) {
     PortForwardResult r;
-    Connection conn(url, o.protocols, o.method, o.timeout);
+    Connection conn(url, o.protocols, o.method, o.timeout, o.tls_ca_file);
     r.http_status = conn.status();
     r.http_body = conn.body();
     r.protocol = conn.protocol();

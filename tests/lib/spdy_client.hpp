@@ -12,7 +12,8 @@
 //   - port forward (client-go's tools/portforward, portforward.k8s.io): an error stream
 //     (half-closed at once) and a data stream, both with "port" and "requestid" headers;
 //     the request bytes written, the data read until the server closes it.
-// Plain http:// over TCP. A refused upgrade (404 for a bad token, 400, 403) is returned
+// http:// over TCP, or https:// with OpenSSL (the server's certificate is checked
+// against tls_ca_file and the URL's host when one is given). A refused upgrade (404 for a bad token, 400, 403) is returned
 // with its HTTP status, not thrown. Connection failures and timeouts throw crisd::Error.
 #pragma once
 
@@ -42,6 +43,7 @@ struct RemoteCommandOptions {
     std::vector<std::string> protocols = kRemoteCommandProtocols;
     std::string method = "POST";  // kubectl exec/attach use POST
     std::chrono::milliseconds timeout = std::chrono::seconds(30);
+    std::string tls_ca_file;      // https://: verify the server against this PEM file ("" : no check)
 };
 
 struct RemoteCommandResult {
@@ -63,6 +65,7 @@ struct PortForwardOptions {
     std::vector<std::string> protocols = kPortForwardProtocols;
     std::string method = "POST";
     std::chrono::milliseconds timeout = std::chrono::seconds(30);
+    std::string tls_ca_file;  // as in RemoteCommandOptions
 };
 
 struct PortForwardResult {

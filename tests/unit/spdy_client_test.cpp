@@ -8,10 +8,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <atomic>
+#include <cstdio>
 #include <map>
 #include <thread>
 
+#include "common/error.hpp"
 #include "spdy_client.hpp"
 #include "stream/spdy.hpp"
 
@@ -35,15 +42,60 @@ std::string query_value(const std::string& target, const std::string& key) {
     return {};
 }
 
-// Serves one connection per accept on 127.0.0.1:<ephemeral>, in a thread.
+// A throwaway P-256 key and a self-signed certificate for 127.0.0.1 (SAN IP), the
+// certificate also written to a PEM file for the client to trust.
+struct TlsMaterial {
+    EVP_PKEY* key = nullptr;
+    X509* cert = nullptr;
+    std::string cert_file;
+    TlsMaterial() {
+        key = EVP_EC_gen("P-256");
+        cert = X509_new();
+        X509_set_version(cert, 2);
+        ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+        X509_gmtime_adj(X509_getm_notBefore(cert), -60);
+        X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+        X509_set_pubkey(cert, key);
+        X509_NAME* name = X509_get_subject_name(cert);
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("crisd-test"), -1, -1, 0);
+        X509_set_issuer_name(cert, name);
+        X509V3_CTX v3;
+        X509V3_set_ctx_nodb(&v3);
+        X509V3_set_ctx(&v3, cert, cert, nullptr, nullptr, 0);
+        X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, "IP:127.0.0.1");
+        X509_add_ext(cert, san, -1);
+        X509_EXTENSION_free(san);
+        X509_sign(cert, key, EVP_sha256());
+        char tmpl[] = "/tmp/crisd-spdy-cert-XXXXXX";
+        int fd = ::mkstemp(tmpl);
+        cert_file = tmpl;
+        FILE* f = ::fdopen(fd, "w");
+        PEM_write_X509(f, cert);
+        std::fclose(f);
+    }
+    ~TlsMaterial() {
+        ::unlink(cert_file.c_str());
+        X509_free(cert);
+        EVP_PKEY_free(key);
+    }
+};
+
+// Serves one connection per accept on 127.0.0.1:<ephemeral>, in a thread (over TLS
+// when given a TlsMaterial).
 //   /exec?expect=N&exit=C      remote command: once N streams are up and stdin (if any)
 //                              is closed: stdout = "out:" + stdin, stderr = "err\n",
 //                              error stream = v4 Status with exit code C (0: Success).
+//   /exec?expect=N&attach=1    writes "ready\n" on stdout once the streams are up, never ends
 //   /portforward               echoes "echo:" + request on the data stream.
 //   anything else              404.
 class TestServer {
 public:
-    TestServer() {
+    explicit TestServer(const TlsMaterial* tls = nullptr) {
+        if (tls) {
+            ctx_ = SSL_CTX_new(TLS_server_method());
+            SSL_CTX_use_certificate(ctx_, tls->cert);
+            SSL_CTX_use_PrivateKey(ctx_, tls->key);
+        }
         fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in a{};
         a.sin_family = AF_INET;
@@ -60,8 +112,11 @@ public:
         ::shutdown(fd_, SHUT_RDWR);
         thread_.join();
         ::close(fd_);
+        if (ctx_) SSL_CTX_free(ctx_);
     }
-    std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+    std::string url(const std::string& path) const {
+        return std::string(ctx_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_) + path;
+    }
 
     // What the last connection saw.
     std::vector<std::string> stream_order;
@@ -75,19 +130,36 @@ private:
             if (::poll(&p, 1, 100) <= 0) continue;
             int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
             if (c < 0) continue;
-            serve(c);
+            if (ctx_) {
+                ssl_ = SSL_new(ctx_);
+                SSL_set_fd(ssl_, c);
+                if (SSL_accept(ssl_) == 1) serve(c);
+                SSL_free(ssl_);
+                ssl_ = nullptr;
+            } else {
+                serve(c);
+            }
             ::close(c);
         }
     }
 
-    static bool write_all(int fd, const std::string& s) {
+    bool write_all(int fd, const std::string& s) {
         size_t at = 0;
         while (at < s.size()) {
-            ssize_t n = ::send(fd, s.data() + at, s.size() - at, MSG_NOSIGNAL);
+            ssize_t n = ssl_ ? SSL_write(ssl_, s.data() + at, static_cast<int>(s.size() - at))
+                             : ::send(fd, s.data() + at, s.size() - at, MSG_NOSIGNAL);
             if (n <= 0) return false;
             at += static_cast<size_t>(n);
         }
         return true;
+    }
+    ssize_t read_some(int fd, char* buf, size_t len) {
+        return ssl_ ? SSL_read(ssl_, buf, static_cast<int>(len)) : ::read(fd, buf, len);
+    }
+    bool readable(int fd, int ms) {
+        if (ssl_ && SSL_pending(ssl_) > 0) return true;
+        pollfd p{fd, POLLIN, 0};
+        return ::poll(&p, 1, ms) > 0;
     }
 
     void serve(int c) {
@@ -95,7 +167,7 @@ private:
         char buf[65536];
         size_t end;
         while ((end = in.find("\r\n\r\n")) == std::string::npos) {
-            ssize_t n = ::read(c, buf, sizeof buf);
+            ssize_t n = read_some(c, buf, sizeof buf);
             if (n <= 0) return;
             in.append(buf, static_cast<size_t>(n));
         }
@@ -105,6 +177,12 @@ private:
         target = target.substr(0, target.find(' '));
         bool exec = target.rfind("/exec", 0) == 0;
         bool pf = target.rfind("/portforward", 0) == 0;
+        if (target.rfind("/chunked", 0) == 0) {  // a refusal with a chunked body, connection kept open
+            write_all(c, "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nnot \r\n5\r\nfound\r\n0\r\n\r\n");
+            pollfd p{c, POLLIN, 0};
+            ::poll(&p, 1, 5000);  // until the client closes
+            return;
+        }
         if (!exec && !pf) {
             write_all(c, "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found");
             return;
@@ -136,8 +214,14 @@ private:
         bool stdin_closed = false, done = false, gone = false;
         std::unique_ptr<spdy::Session> s;
 
+        const bool attach = query_value(target, "attach") == "1";
         auto maybe_run = [&] {
             if (done || !exec || static_cast<int>(ids.size()) < expect) return;
+            if (attach) {  // a running container: output, and no end
+                done = true;
+                s->send_data(ids["stdout"], "ready\n", false);
+                return;
+            }
             if (ids.count("stdin") && !stdin_closed) return;
             done = true;
             if (ids.count("stdout")) s->send_data(ids["stdout"], "out:" + stdin_data, true);
@@ -191,9 +275,8 @@ private:
         if (!rest.empty()) s->feed(rest);
         while (!gone) {
             if (!write_all(c, s->take_output())) return;
-            pollfd p{c, POLLIN, 0};
-            if (::poll(&p, 1, 5000) <= 0) return;
-            ssize_t n = ::read(c, buf, sizeof buf);
+            if (!readable(c, 5000)) return;
+            ssize_t n = read_some(c, buf, sizeof buf);
             if (n <= 0) return;
             s->feed(std::string_view(buf, static_cast<size_t>(n)));
         }
@@ -201,6 +284,8 @@ private:
     }
 
     int fd_ = -1;
+    SSL_CTX* ctx_ = nullptr;
+    SSL* ssl_ = nullptr;
     uint16_t port_ = 0;
     std::atomic<bool> stop_{false};
     std::thread thread_;
@@ -271,6 +356,9 @@ TEST(SpdyClient, RefusedUpgradeReturnsTheHttpStatus) {
     auto r = remote_command(server.url("/badtoken/exec"));
     EXPECT_EQ(r.http_status, 404);
     EXPECT_EQ(r.http_body, "not found");
+    auto chunked = remote_command(server.url("/chunked"));
+    EXPECT_EQ(chunked.http_status, 404);
+    EXPECT_EQ(chunked.http_body, "not found");
     auto p = port_forward(server.url("/nothing"), 80, "x");
     EXPECT_EQ(p.http_status, 404);
     RemoteCommandOptions o;
@@ -313,7 +401,36 @@ TEST(SpdyClient, NoServerIsAClearError) {
     } catch (const std::exception& e) {
         EXPECT_NE(std::string(e.what()).find("connecting to"), std::string::npos) << e.what();
     }
-    EXPECT_THROW(remote_command("https://127.0.0.1:1/exec"), std::exception);
+    EXPECT_THROW(remote_command("ftp://127.0.0.1:1/exec"), std::exception);
+}
+
+TEST(SpdyClient, OverTls) {
+    TlsMaterial tls;
+    TestServer server(&tls);
+    RemoteCommandOptions o;
+    o.want_stdin = true;
+    o.stdin_data = std::string(300 * 1024, 't');  // several TLS records each way
+    o.tls_ca_file = tls.cert_file;
+    auto r = remote_command(server.url("/exec?expect=4&exit=5"), o);
+    EXPECT_EQ(r.http_status, 101);
+    EXPECT_EQ(r.stdout_data, "out:" + o.stdin_data);
+    EXPECT_EQ(r.exit_code, 5);
+    PortForwardOptions po;
+    po.tls_ca_file = tls.cert_file;
+    EXPECT_EQ(port_forward(server.url("/portforward"), 80, "x", po).data, "echo:x");
+    EXPECT_EQ(remote_command(server.url("/nothing"), o).http_status, 404);
+    // Without a CA file the certificate is not checked; with another one it fails.
+    RemoteCommandOptions unchecked;
+    EXPECT_EQ(remote_command(server.url("/exec?expect=3&exit=0"), unchecked).exit_code, 0);
+    TlsMaterial other;
+    RemoteCommandOptions wrong;
+    wrong.tls_ca_file = other.cert_file;
+    try {
+        remote_command(server.url("/exec?expect=3&exit=0"), wrong);
+        FAIL() << "no error";
+    } catch (const crisd::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("TLS handshake"), std::string::npos) << e.what();
+    }
 }
 
 TEST(SpdyClientStatus, DecodesV4Status) {
@@ -325,4 +442,26 @@ TEST(SpdyClientStatus, DecodesV4Status) {
     EXPECT_EQ(decode_v4_status(R"({"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"x"}]}})", &err), -1);
     EXPECT_NE(err.find("invalid exit code"), std::string::npos);
     EXPECT_EQ(decode_v4_status("not json", &err), -1);
+}
+
+TEST(SpdyClient, AttachReturnsOnExpectedOutput) {
+    TestServer server;
+    RemoteCommandOptions o;
+    o.want_stdin = true;
+    o.close_stdin = false;
+    o.until_stdout_contains = "ready";
+    o.timeout = std::chrono::seconds(5);
+    auto r = remote_command(server.url("/exec?expect=4&attach=1"), o);
+    EXPECT_EQ(r.stdout_data, "ready\n");
+    EXPECT_EQ(r.exit_code, -1);
+    // Without the marker the client waits for the end and times out with a clear error.
+    o.until_stdout_contains.clear();
+    o.timeout = std::chrono::milliseconds(500);
+    try {
+        remote_command(server.url("/exec?expect=4&attach=1"), o);
+        FAIL() << "no timeout";
+    } catch (const crisd::Error& e) {
+        EXPECT_EQ(e.code(), crisd::Code::DeadlineExceeded);
+        EXPECT_NE(std::string(e.what()).find("timed out after 500 ms"), std::string::npos) << e.what();
+    }
 }

@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -608,4 +609,56 @@ TEST(SpdySession, PeerResetIsReportedAndLaterSendsAreDropped) {
     EXPECT_FALSE(s.wants_write());
     EXPECT_NO_THROW(s.reply(1, {}, false));  // a gone stream: no-op
     EXPECT_FALSE(s.wants_write());
+}
+
+TEST(SpdyFuzz, MutatedInputOnlyEverThrowsCrisdError) {
+    // A realistic client byte stream: SETTINGS, streams, data, ping, window updates,
+    // a reset, HEADERS and GOAWAY.
+    Session c(Role::Client, {});
+    uint32_t a = c.open_stream({{"streamtype", "error"}}, false);
+    uint32_t b = c.open_stream({{"streamtype", "stdin"}, {"x", "1"}, {"x", "2"}}, false);
+    c.send_data(b, std::string(70000, 'z'), false);
+    c.ping();
+    c.send_headers(a, {{"trailer", "t"}}, false);
+    c.send_data(a, "bye", true);
+    c.reset(b, rst::Cancel);
+    c.goaway(goaway::Ok);
+    const std::string base = c.take_output() + control(9, 0, be32(0) + be32(1000)) +
+                             bytes({0x80, 0x03, 0x00, 0x0A, 0x00, 0x00, 0x00, 0x01, 0x00});
+
+    std::mt19937 rng(12345);
+    size_t thrown = 0, clean = 0;
+    for (int iter = 0; iter < 3000; ++iter) {
+        std::string in = base;
+        int flips = 1 + static_cast<int>(rng() % 8);
+        for (int i = 0; i < flips; ++i) in[rng() % in.size()] = static_cast<char>(rng());
+        if (iter % 5 == 0) in.resize(rng() % in.size());  // truncation too
+        Session* sp = nullptr;
+        Callbacks cb;
+        cb.on_syn_stream = [&](uint32_t id, const Headers&, bool) {
+            sp->reply(id, {}, false);
+            sp->send_data(id, "x", false);
+        };
+        cb.on_data = [&](uint32_t id, std::string_view, bool fin) {
+            if (fin) sp->send_data(id, "", true);
+        };
+        Options o;
+        o.flow_control = iter % 2 ? FlowControl::Enforce : FlowControl::Auto;
+        Session s(Role::Server, cb, o);
+        sp = &s;
+        try {
+            size_t at = 0;
+            while (at < in.size()) {
+                size_t n = 1 + rng() % 4096;
+                s.feed(std::string_view(in).substr(at, n));
+                at += n;
+            }
+            ++clean;
+        } catch (const crisd::Error&) {
+            ++thrown;  // a protocol error: fine; anything else fails the test
+        }
+        s.take_output();
+    }
+    EXPECT_GT(thrown, 0u);
+    EXPECT_GT(clean, 0u);
 }
