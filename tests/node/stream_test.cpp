@@ -449,6 +449,17 @@ TEST_F(Streaming, TlsFromCertAndKeyFiles) {
                  ws_headers + quote(url))
                   .out,
               "101");
+    // A whole exec over SPDY through TLS, the server checked against the certificate.
+    crisd::test::RemoteCommandOptions o;
+    o.tls_ca_file = "/tmp/stream-tls/cert.pem";
+    const auto r = crisd::test::remote_command(
+        client_->call(&v1::RuntimeService::Stub::Exec, "Exec",
+                      exec_req(id, {"sh", "-c", "echo over-tls; exit 6"}, false, true, true))
+            .url(),
+        o);
+    EXPECT_EQ(r.http_status, 101) << r.http_body;
+    EXPECT_EQ(r.stdout_data, "over-tls\n");
+    EXPECT_EQ(r.exit_code, 6) << r.status_json << r.error;
     // Plain HTTP to the TLS port gets no answer.
     EXPECT_NE(sh("curl -s --max-time 3 -o /dev/null -w '%{http_code}' " + quote("http" + base.substr(5) + "/x")).out,
               "404");
