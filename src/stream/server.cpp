@@ -410,7 +410,7 @@ public:
         std::string head = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n";
         if (!protocol_.empty()) head += "X-Stream-Protocol-Version: " + protocol_ + "\r\n";
         head += "\r\n";
-        q_.push_back(std::move(head));
+        push(std::move(head));
         touch();
         started();
         if (!leftover.empty()) feed_bytes(leftover);
@@ -421,7 +421,7 @@ public:
     // Queues the session's output and writes it.
     void flush() {
         if (closed_) return;
-        if (wants_write()) q_.push_back(take_output());
+        if (wants_write()) push(take_output());
         if (busy_) return;
         if (q_.empty()) {
             check_drained();
@@ -443,13 +443,20 @@ public:
                           [self = this->shared_from_this()](error_code ec, std::size_t) {
                               self->busy_ = false;
                               self->touch();
+                              self->q_bytes_ -= self->q_.front().size();
                               self->q_.pop_front();
                               if (ec) {
                                   self->q_.clear();
+                                  self->q_bytes_ = 0;
                                   self->abort();
                                   return;
                               }
                               self->flush();
+                              // A peer that does not read stops being read.
+                              if (self->read_paused_ && self->q_bytes_ <= kDrained && !self->closed_) {
+                                  self->read_paused_ = false;
+                                  self->read();
+                              }
                           });
     }
 
@@ -479,6 +486,8 @@ protected:
     virtual void gone() = 0;  // the connection is closed
 
     auto executor() { return stream_.get_executor(); }
+    // Bytes taken from the session but not yet written to the socket.
+    std::size_t unwritten() const { return q_bytes_; }
 
 private:
     void touch() {
@@ -494,7 +503,7 @@ private:
             feed(bytes);
         } catch (const Error& e) {
             spdlog::info("stream: SPDY: {}", e.what());
-            if (wants_write()) q_.push_back(take_output());
+            if (wants_write()) push(take_output());
             // Write what the session queued (GOAWAY), then close.
             proto_error_ = true;
         }
@@ -516,11 +525,19 @@ private:
                 });
                 return;
             }
+            if (self->q_bytes_ > 4 * kCongested) {
+                self->read_paused_ = true;
+                return;
+            }
             self->read();
         });
     }
+    void push(std::string bytes) {
+        q_bytes_ += bytes.size();
+        q_.push_back(std::move(bytes));
+    }
     void check_drained() {
-        if (drained_.empty() || pending() > kDrained) return;
+        if (drained_.empty() || pending() + q_bytes_ > kDrained) return;
         auto fns = std::exchange(drained_, {});
         for (auto& f : fns) asio::post(stream_.get_executor(), std::move(f));
     }
@@ -531,8 +548,10 @@ private:
     IdleTimer idle_;
     std::array<char, 32 * 1024> rbuf_{};
     std::deque<std::string> q_;
+    std::size_t q_bytes_ = 0;
     std::vector<std::function<void()>> drained_;
     bool busy_ = false;
+    bool read_paused_ = false;
     bool shut_ = false;
     bool closed_ = false;
     bool proto_error_ = false;
@@ -553,7 +572,7 @@ public:
         else server_->write_stdout(data);
         this->flush();
     }
-    bool congested() const override { return server_ && server_->pending_bytes() > kCongested; }
+    bool congested() const override { return server_ && server_->pending_bytes() + this->unwritten() > kCongested; }
     void on_drained(std::function<void()> fn) override { this->on_drained_cb(std::move(fn)); }
     void finish(const Outcome& o) override {
         if (!server_) return;
@@ -705,7 +724,7 @@ private:
             },
             [weak, req] {
                 auto s = weak.lock();
-                return s && s->server_->pending_bytes(req) > kCongested;
+                return s && s->server_->pending_bytes(req) + s->unwritten() > kCongested;
             },
             [weak](std::function<void()> fn) {
                 if (auto s = weak.lock()) s->on_drained_cb(std::move(fn));
