@@ -375,6 +375,23 @@ TEST_F(Streaming, PortForwardToAnHttpServerInThePod) {
     while (auto m = ws.read())
         if (m->channel == 1) error += m->data;
     EXPECT_NE(error.find("error forwarding port 9"), std::string::npos) << error;
+
+    // Two ports from the query (kubectl's form), channels 0/1 and 2/3, each
+    // opened with its port number.
+    v1::PortForwardRequest none;
+    none.set_pod_sandbox_id(pod);
+    WsStream two(client_->call(&v1::RuntimeService::Stub::PortForward, "PortForward", none).url() +
+                     "?port=8080&port=9",
+                 "v4.channel.k8s.io");
+    two.send(0, "GET / HTTP/1.0\r\n\r\n");
+    std::string ch[4];
+    while (auto m = two.read())
+        if (m->channel < 4) ch[m->channel] += m->data;
+    EXPECT_EQ(ch[0].substr(0, 2), std::string("\x90\x1f", 2));
+    EXPECT_EQ(ch[1], std::string("\x90\x1f", 2)) << "no error on port 8080";
+    EXPECT_NE(ch[0].find("hello-from-pod"), std::string::npos) << ch[0];
+    EXPECT_EQ(ch[2], std::string("\x09\x00", 2));
+    EXPECT_NE(ch[3].find("error forwarding port 9"), std::string::npos) << ch[3];
 }
 
 TEST_F(Streaming, SpdyAttachPortForwardAndTokens) {
