@@ -54,6 +54,24 @@ const std::vector<Key>& scalar_keys() {
         {"crisd.api", "shutdown_timeout",
          "Seconds that requests in flight may take to finish after SIGTERM.",
          IntRef([](Config& c) -> std::int64_t& { return c.api.shutdown_timeout; })},
+        {"crisd.api", "stream_address",
+         "IP address the streaming server (exec, attach, port-forward) listens on. Keep it on "
+         "localhost unless TLS is on: the kubelet reaches it on the node.",
+         StringRef([](Config& c) -> std::string& { return c.api.stream_address; })},
+        {"crisd.api", "stream_port", "Port of the streaming server; \"0\" picks a free port at each start.",
+         StringRef([](Config& c) -> std::string& { return c.api.stream_port; })},
+        {"crisd.api", "stream_enable_tls", "Serve the streaming server over HTTPS with stream_tls_cert and stream_tls_key.",
+         BoolRef([](Config& c) -> bool& { return c.api.stream_enable_tls; })},
+        {"crisd.api", "stream_tls_cert", "PEM certificate (chain) of the streaming server, when TLS is on.",
+         StringRef([](Config& c) -> std::string& { return c.api.stream_tls_cert; })},
+        {"crisd.api", "stream_tls_key", "PEM private key of the streaming server, when TLS is on.",
+         StringRef([](Config& c) -> std::string& { return c.api.stream_tls_key; })},
+        {"crisd.api", "stream_idle_timeout",
+         "Seconds a streaming session may go without traffic either way before it is closed; 0: no limit.",
+         IntRef([](Config& c) -> std::int64_t& { return c.api.stream_idle_timeout; })},
+        {"crisd.api", "stream_token_ttl",
+         "Seconds the URL returned by Exec, Attach or PortForward stays valid (it works once).",
+         IntRef([](Config& c) -> std::int64_t& { return c.api.stream_token_ttl; })},
         {"crisd.image", "global_auth_file",
          "Registry credentials file (containers-auth.json format); empty: $REGISTRY_AUTH_FILE, "
          "${XDG_RUNTIME_DIR}/containers/auth.json, /run/containers/0/auth.json, ~/.docker/config.json.",
@@ -306,6 +324,11 @@ Config defaults() {
     c.api.grpc_max_send_msg_size = 80 * 1024 * 1024;
     c.api.grpc_max_recv_msg_size = 80 * 1024 * 1024;
     c.api.shutdown_timeout = 10;
+    c.api.stream_address = "127.0.0.1";
+    c.api.stream_port = "0";
+    c.api.stream_enable_tls = false;
+    c.api.stream_idle_timeout = 0;
+    c.api.stream_token_ttl = 60;
     c.image.global_auth_file = "";
     c.image.registries_conf = "/etc/containers/registries.conf";
     c.image.signature_policy = "/etc/containers/policy.json";
@@ -373,6 +396,29 @@ void validate(const Config& cfg, const std::string& origin) {
     if (!is_absolute(cfg.runtime.seccomp_profile))
         throw config_error(origin, "crisd.runtime.seccomp_profile: " + quote(cfg.runtime.seccomp_profile) +
                                        " is not an absolute path");
+    {
+        const auto& p = cfg.api.stream_port;
+        const bool digits = !p.empty() && p.size() <= 5 &&
+                            std::all_of(p.begin(), p.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+        if (!digits || std::stol(p) > 65535)
+            throw config_error(origin, "crisd.api.stream_port: " + quote(p) + " is not a port number (0..65535)");
+    }
+    if (cfg.api.stream_address.empty())
+        throw config_error(origin, "crisd.api.stream_address: must be an IP address");
+    if (cfg.api.stream_enable_tls) {
+        for (const auto& [key, value] :
+             {std::pair<std::string, std::string>{"crisd.api.stream_tls_cert", cfg.api.stream_tls_cert},
+              {"crisd.api.stream_tls_key", cfg.api.stream_tls_key}})
+            if (!is_absolute(value))
+                throw config_error(origin, key + ": " + quote(value) +
+                                               " is not an absolute path (needed with stream_enable_tls)");
+    }
+    if (cfg.api.stream_idle_timeout < 0 || cfg.api.stream_idle_timeout > 86400)
+        throw config_error(origin, "crisd.api.stream_idle_timeout: " + std::to_string(cfg.api.stream_idle_timeout) +
+                                       " is outside 0..86400 seconds");
+    if (cfg.api.stream_token_ttl < 1 || cfg.api.stream_token_ttl > 3600)
+        throw config_error(origin, "crisd.api.stream_token_ttl: " + std::to_string(cfg.api.stream_token_ttl) +
+                                       " is outside 1..3600 seconds");
     if (!is_absolute(cfg.image.registries_conf))
         throw config_error(origin, "crisd.image.registries_conf: " + quote(cfg.image.registries_conf) +
                                        " is not an absolute path");

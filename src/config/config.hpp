@@ -29,6 +29,14 @@ struct Config {
         std::int64_t grpc_max_send_msg_size = 0;
         std::int64_t grpc_max_recv_msg_size = 0;
         std::int64_t shutdown_timeout = 0;  // seconds to drain requests on SIGTERM
+        // The streaming server (exec, attach, port-forward).
+        std::string stream_address;
+        std::string stream_port;  // "0": an ephemeral port
+        bool stream_enable_tls = false;
+        std::string stream_tls_cert;
+        std::string stream_tls_key;
+        std::int64_t stream_idle_timeout = 0;  // seconds; 0: none
+        std::int64_t stream_token_ttl = 0;     // seconds a streaming URL stays valid
     } api;
     struct Image {
         std::string global_auth_file;

@@ -17,6 +17,9 @@ class RuntimeConfigState;
 namespace crisd::network {
 class Network;
 }
+namespace crisd::stream {
+class StreamServer;
+}
 namespace crisd::image {
 class Images;
 class Rootfs;
@@ -33,6 +36,7 @@ struct Backends {
     runtime::PodManager* pods = nullptr;  // null: the pod RPCs answer UNIMPLEMENTED
     runtime::ContainerManager* containers = nullptr;  // null: the container RPCs answer UNIMPLEMENTED
     runtime::RuntimeConfigState* runtime_config = nullptr;  // null: UpdateRuntimeConfig answers UNIMPLEMENTED
+    stream::StreamServer* stream = nullptr;  // null: Exec, Attach and PortForward answer UNIMPLEMENTED
 };
 
 std::unique_ptr<grpc::Service> make_runtime_service(const Backends& backends);

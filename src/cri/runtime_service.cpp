@@ -15,6 +15,7 @@
 #include "runtime/handlers.hpp"
 #include "runtime/pods.hpp"
 #include "runtime/status.hpp"
+#include "stream/stream.hpp"
 
 namespace crisd::cri {
 namespace {
@@ -463,9 +464,30 @@ public:
             containers.update_resources(req->container_id(), resources_of(req->linux()));
         });
     }
-    CRISD_UNIMPLEMENTED(Exec)
-    CRISD_UNIMPLEMENTED(Attach)
-    CRISD_UNIMPLEMENTED(PortForward)
+    // Streaming: validated by the streaming server, which returns a URL with
+    // a single-use token; the client then connects there.
+    grpc::Status Exec(ServerContext*, const v1::ExecRequest* req, v1::ExecResponse* resp) override {
+        return call("Exec", [&] {
+            resp->set_url(stream_or_unimplemented("Exec").exec(
+                {req->container_id(), {req->cmd().begin(), req->cmd().end()}, req->tty(), req->stdin(),
+                 req->stdout(), req->stderr()}));
+        });
+    }
+
+    grpc::Status Attach(ServerContext*, const v1::AttachRequest* req, v1::AttachResponse* resp) override {
+        return call("Attach", [&] {
+            resp->set_url(stream_or_unimplemented("Attach").attach(
+                {req->container_id(), req->tty(), req->stdin(), req->stdout(), req->stderr()}));
+        });
+    }
+
+    grpc::Status PortForward(ServerContext*, const v1::PortForwardRequest* req,
+                             v1::PortForwardResponse* resp) override {
+        return call("PortForward", [&] {
+            resp->set_url(stream_or_unimplemented("PortForward").port_forward(
+                {req->pod_sandbox_id(), {req->port().begin(), req->port().end()}}));
+        });
+    }
     grpc::Status ContainerStats(ServerContext*, const v1::ContainerStatsRequest* req,
                                 v1::ContainerStatsResponse* resp) override {
         return call("ContainerStats", [&] {
@@ -639,6 +661,11 @@ private:
             }
         }
         for (const auto& [r, cs] : s.containers) fill_stats(l->add_containers(), r, cs);
+    }
+
+    stream::StreamServer& stream_or_unimplemented(const char* rpc) const {
+        if (!b_.stream) unimplemented(rpc);
+        return *b_.stream;
     }
 
     runtime::ContainerManager& containers_or_unimplemented(const char* rpc) const {

@@ -27,6 +27,7 @@
 #include "server/listener.hpp"
 #include "server/server.hpp"
 #include "status/status.hpp"
+#include "stream/stream.hpp"
 #include "systemd/systemd.hpp"
 
 namespace crisd::daemon {
@@ -54,14 +55,14 @@ sigset_t stop_signals() {
 }
 
 // What io.crisd.Daemon1 publishes, read from the services that own it.
-// Streaming is not wired here yet: its address is empty until it lands.
 class DaemonStatus final : public status::Provider {
 public:
     DaemonStatus(const runtime::Handlers& handlers, const network::Network& network,
                  const runtime::PodManager& pods, const runtime::ContainerManager& containers,
-                 const image::Images& images, const runtime::RuntimeConfigState& runtime_config)
+                 const image::Images& images, const runtime::RuntimeConfigState& runtime_config,
+                 const stream::StreamServer& stream)
         : handlers_(handlers), network_(network), pods_(pods), containers_(containers), images_(images),
-          runtime_config_(runtime_config) {}
+          runtime_config_(runtime_config), stream_(stream) {}
 
     // The same function as the CRI Status (verbose).
     status::RuntimeStatus status() const override {
@@ -86,7 +87,7 @@ public:
                             r.scope()});
         return rows;
     }
-    std::string stream_address() const override { return ""; }
+    std::string stream_address() const override { return stream_.address(); }
 
 private:
     const runtime::Handlers& handlers_;
@@ -95,6 +96,7 @@ private:
     const runtime::ContainerManager& containers_;
     const image::Images& images_;
     const runtime::RuntimeConfigState& runtime_config_;
+    const stream::StreamServer& stream_;
 };
 
 }  // namespace
@@ -139,13 +141,24 @@ int DaemonManager::run() {
                                          images, rootfs, *systemd_manager);
     containers.load();
     runtime::RuntimeConfigState runtime_config;
+    stream::StreamServer stream(
+        stream::Options{.address = cfg_.api.stream_address,
+                        .port = cfg_.api.stream_port,
+                        .tls = cfg_.api.stream_enable_tls,
+                        .tls_cert = cfg_.api.stream_tls_cert,
+                        .tls_key = cfg_.api.stream_tls_key,
+                        .idle_timeout = std::chrono::seconds(cfg_.api.stream_idle_timeout),
+                        .token_ttl = std::chrono::seconds(cfg_.api.stream_token_ttl)},
+        containers, pods);
+    stream.start();
     const cri::Backends backends{.handlers = handlers,
                                  .network = network,
                                  .images = &images,
                                  .rootfs = &rootfs,
                                  .pods = &pods,
                                  .containers = &containers,
-                                 .runtime_config = &runtime_config};
+                                 .runtime_config = &runtime_config,
+                                 .stream = &stream};
     auto runtime_service = cri::make_runtime_service(backends);
     auto image_service = cri::make_image_service(backends);
 
@@ -169,7 +182,7 @@ int DaemonManager::run() {
     // The status object comes after the CRI: the bus is optional. Without a
     // system bus (or the bus policy) it warns and keeps retrying in the
     // background; the CRI is served either way.
-    DaemonStatus status_provider(handlers, network, pods, containers, images, runtime_config);
+    DaemonStatus status_provider(handlers, network, pods, containers, images, runtime_config, stream);
     auto status_service = std::make_unique<status::Service>(
         status_provider, status::Options{CRISD_VERSION, started_at, std::chrono::seconds(5), ""});
     pods.set_on_change([svc = status_service.get()] { svc->refresh(); });
@@ -211,6 +224,7 @@ int DaemonManager::run() {
                      cfg_.api.shutdown_timeout);
     // A short grace lets clients see the GOAWAY and reconnect cleanly to the next crisd.
     grpc.shutdown(std::chrono::milliseconds(500));
+    stream.stop();  // open exec/attach/port-forward sessions end; their commands get SIGHUP
     spdlog::info("crisd stopped");
     return 0;
 }

@@ -83,7 +83,10 @@ TEST(DbusStatus, EveryPropertyReads) {
     const auto images = client.call(&::runtime::v1::ImageService::Stub::ListImages, "ListImages",
                                     ::runtime::v1::ListImagesRequest());
     EXPECT_EQ(property("Images").get<std::uint32_t>(), static_cast<std::uint32_t>(images.images_size()));
-    EXPECT_EQ(property("StreamAddress").get<std::string>(), "");
+    // StreamAddress: the streaming server's host:port (127.0.0.1 and a port by default).
+    const auto stream = property("StreamAddress").get<std::string>();
+    EXPECT_EQ(stream.rfind("127.0.0.1:", 0), 0u) << stream;
+    EXPECT_GT(std::stoi(stream.substr(10)), 0) << stream;
 
     // StartedAt: when crisd.service's process started (same clock, usec).
     const auto started = property("StartedAt").get<std::uint64_t>();
