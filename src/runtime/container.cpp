@@ -10,6 +10,7 @@
 #include <sys/vfs.h>
 #include <linux/magic.h>
 
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -95,6 +96,16 @@ bool all_digits(const std::string& s) {
     return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
 }
 
+// A decimal number that fits in 32 bits; nullopt for anything else (an image
+// may carry a 20-digit uid: that is its error, never an escaping exception).
+std::optional<std::uint32_t> parse_u32(const std::string& s) {
+    std::uint32_t v = 0;
+    const auto* end = s.data() + s.size();
+    const auto [p, ec] = std::from_chars(s.data(), end, v);
+    if (s.empty() || ec != std::errc() || p != end) return std::nullopt;
+    return v;
+}
+
 // name:x:uid:gid:gecos:home:shell lines.
 struct PasswdEntry {
     std::string name;
@@ -107,9 +118,10 @@ std::vector<PasswdEntry> read_passwd(const std::string& rootfs) {
     std::string line;
     while (std::getline(in, line)) {
         const auto f = colon_fields(line);
-        if (f.size() < 4 || !all_digits(f[2]) || !all_digits(f[3])) continue;
-        out.push_back({f[0], static_cast<std::uint32_t>(std::stoul(f[2])),
-                       static_cast<std::uint32_t>(std::stoul(f[3])), f.size() > 5 ? f[5] : "/"});
+        if (f.size() < 4) continue;
+        const auto uid = parse_u32(f[2]), gid = parse_u32(f[3]);
+        if (!uid || !gid) continue;  // malformed or out of range: not a usable entry
+        out.push_back({f[0], *uid, *gid, f.size() > 5 ? f[5] : "/"});
     }
     return out;
 }
@@ -125,8 +137,10 @@ std::vector<GroupEntry> read_group(const std::string& rootfs) {
     std::string line;
     while (std::getline(in, line)) {
         const auto f = colon_fields(line);
-        if (f.size() < 3 || !all_digits(f[2])) continue;
-        GroupEntry g{f[0], static_cast<std::uint32_t>(std::stoul(f[2])), {}};
+        if (f.size() < 3) continue;
+        const auto gid = parse_u32(f[2]);
+        if (!gid) continue;
+        GroupEntry g{f[0], *gid, {}};
         if (f.size() > 3) {
             std::stringstream ms(f[3]);
             std::string part;
@@ -311,10 +325,7 @@ std::vector<std::string> process_args(const ContainerConfig& c, const ImageConfi
 }
 
 int signal_number(const std::string& name) {
-    if (all_digits(name)) {
-        const int n = std::stoi(name);
-        if (n > 0 && n < 65) return n;
-    }
+    if (const auto n = parse_u32(name); n && *n > 0 && *n < 65) return static_cast<int>(*n);
     std::string s = name;
     for (auto& ch : s) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     if (s.rfind("SIG", 0) == 0) s = s.substr(3);
@@ -324,7 +335,9 @@ int signal_number(const std::string& name) {
         {"CONT", SIGCONT}, {"ABRT", SIGABRT}, {"ALRM", SIGALRM}};
     for (const auto& [n, v] : kSignals)
         if (s == n) return v;
-    if (s.rfind("RTMIN+", 0) == 0 && all_digits(s.substr(6))) return SIGRTMIN + std::stoi(s.substr(6));
+    if (s.rfind("RTMIN+", 0) == 0)
+        if (const auto n = parse_u32(s.substr(6)); n && *n <= static_cast<std::uint32_t>(SIGRTMAX - SIGRTMIN))
+            return SIGRTMIN + static_cast<int>(*n);
     throw Error(Code::InvalidArgument, "unknown signal \"" + name + "\"");
 }
 
@@ -341,9 +354,11 @@ ResolvedUser resolve_user(const ContainerConfig& c, const ImageConfig& image, co
         const auto colon = image.user.find(':');
         user_part = image.user.substr(0, colon);
         if (colon != std::string::npos) group_part = image.user.substr(colon + 1);
-        if (all_digits(user_part))
-            uid = static_cast<std::uint32_t>(std::stoul(user_part));
-        else
+        if (all_digits(user_part)) {
+            const auto n = parse_u32(user_part);
+            if (!n) throw Error(Code::InvalidArgument, "the image's user " + image.user + " is out of range");
+            uid = *n;
+        } else
             username = user_part;
     } else {
         uid = 0;
@@ -379,7 +394,9 @@ ResolvedUser resolve_user(const ContainerConfig& c, const ImageConfig& image, co
         u.gid = static_cast<std::uint32_t>(*c.run_as_group);
     } else if (!group_part.empty()) {
         if (all_digits(group_part)) {
-            u.gid = static_cast<std::uint32_t>(std::stoul(group_part));
+            const auto n = parse_u32(group_part);
+            if (!n) throw Error(Code::InvalidArgument, "the group " + group_part + " is out of range");
+            u.gid = *n;
         } else {
             bool g_found = false;
             for (const auto& g : groups)
@@ -423,15 +440,16 @@ std::vector<std::string> capabilities(const ContainerConfig& c, const std::set<s
         for (const auto* d : kDefaultCaps) caps.insert(d);
         for (const auto& a : c.add_capabilities) caps.insert(cap_name(a));
     }
-    for (const auto& d : c.drop_capabilities) {
+    // A privileged container keeps the whole bounding set whatever it drops,
+    // as in CRI-O and containerd.
+    for (const auto& d : c.privileged ? std::vector<std::string>{} : c.drop_capabilities) {
         if (cap_name(d) == "CAP_ALL") {
             caps.clear();
-            if (!c.privileged)  // drop ALL, then add: the added ones stay
-                for (const auto& a : c.add_capabilities)
-                    if (cap_name(a) != "CAP_ALL") caps.insert(cap_name(a));
+            for (const auto& a : c.add_capabilities)  // drop ALL, then add: the added ones stay
+                if (cap_name(a) != "CAP_ALL") caps.insert(cap_name(a));
             break;
         }
-        if (!c.privileged) caps.erase(cap_name(d));
+        caps.erase(cap_name(d));
     }
     std::vector<std::string> out;
     for (const auto& cap : caps) {

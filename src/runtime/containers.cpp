@@ -103,7 +103,7 @@ std::string ContainerManager::record_path(const std::string& id) const {
 
 void ContainerManager::save(const ContainerRecord& r) const {
     with_context("saving the record of container " + r.id,
-                 [&] { write_file_atomic(record_path(r.id), to_json(r).dump(), 0600, true); });
+                 [&] { write_file_atomic(record_path(r.id), to_json(r).dump(-1, ' ', false, json::error_handler_t::replace), 0600, true); });
 }
 
 std::shared_ptr<ContainerManager::Container> ContainerManager::find(const std::string& id) const {
@@ -278,7 +278,7 @@ std::string ContainerManager::create(const std::string& pod_id, const ContainerC
         const log::Fields f{{"CONTAINER_ID", rec.id}, {"POD_ID", pod.id}};
         try {
             create_in_pod(rec, pod);
-        } catch (const Error&) {
+        } catch (...) {  // any exception: a retry waiting on the name must get it
             names_.finish(key, std::current_exception(), false);
             throw;
         }
@@ -357,7 +357,10 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         const auto spec = oci_spec(in);
         make_dirs(rec.bundle, fs::perms::owner_all);
         make_dirs(rec.socket_dir(), fs::perms::owner_all);
-        write_file_atomic(rec.bundle + "/config.json", spec.dump(2), 0600, false);
+        // Invalid UTF-8 from an image (an env value, a home directory) is replaced,
+        // not a json exception.
+        write_file_atomic(rec.bundle + "/config.json", spec.dump(2, ' ', false, json::error_handler_t::replace),
+                          0600, false);
         if (!rec.log_path.empty()) make_dirs(fs::path(rec.log_path).parent_path().string());
 
         monitor::Config mc;
@@ -390,10 +393,10 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         rec.state = ContainerState::Created;
         rec.creating = false;
         save(rec);
-    } catch (const Error&) {
+    } catch (...) {  // whatever failed, nothing half-made stays
         try {
             teardown(rec);
-        } catch (const Error& e) {
+        } catch (const std::exception& e) {
             spdlog::error("cleaning up after a failed CreateContainer of {}: {}", config.metadata.name, e.what());
         }
         throw;

@@ -318,10 +318,10 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
             rec.state = PodState::Ready;
             rec.creating = false;
             save(rec);
-        } catch (const Error&) {
+        } catch (...) {  // whatever failed, nothing half-made stays
             try {
                 teardown(rec);
-            } catch (const Error& e) {
+            } catch (const std::exception& e) {
                 spdlog::error("cleaning up after a failed RunPodSandbox of {}/{}: {}", md.ns, md.name,
                               e.what());
             }
@@ -331,6 +331,9 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
         const Error wrapped = e.wrap("running pod sandbox " + md.ns + "/" + md.name);
         names_.finish(key, std::make_exception_ptr(wrapped), false);
         throw wrapped;
+    } catch (...) {  // a retry waiting on the name gets the same failure
+        names_.finish(key, std::current_exception(), false);
+        throw;
     }
     auto pod = std::make_shared<Pod>();
     pod->rec = rec;
@@ -442,18 +445,6 @@ void PodManager::remove(const std::string& id) {
     emit(PodEvent::Type::Deleted, rec);
 }
 
-bool PodManager::slice_shared(const std::string& slice, const std::string& except_id) const {
-    std::vector<std::shared_ptr<Pod>> pods;
-    {
-        std::lock_guard lock(mu_);
-        for (const auto& [id, pod] : pods_)
-            if (id != except_id) pods.push_back(pod);
-    }
-    for (const auto& pod : pods)
-        if (pod->snapshot().slice == slice) return true;
-    return false;
-}
-
 void PodManager::teardown(PodRecord& rec) {
     // Every step runs even when one before it failed; the first error is
     // reported and the record stays for a retry.
@@ -481,12 +472,11 @@ void PodManager::teardown(PodRecord& rec) {
         if (::rmdir(rec.ns_dir.c_str()) != 0 && errno != ENOENT) throw_errno("removing " + rec.ns_dir);
     });
     // A slice crisd created for this pod (no kubelet made it): nothing else
-    // stops it. Never while another pod still has its scopes there.
-    if (rec.slice_owned && !slice_shared(rec.slice, rec.id)) {
+    // stops it. Never while anything still runs in it (another pod, one
+    // being made, a nested slice).
+    if (rec.slice_owned) {
         step([&] {
-            systemd_.stop_unit(rec.slice);
-            systemd_.reset_failed(rec.slice);
-            spdlog::info("pod {}: stopped its slice {}", rec.id, rec.slice);
+            if (systemd_.stop_slice_if_empty(rec.slice)) spdlog::info("pod {}: stopped its slice {}", rec.id, rec.slice);
         });
         if (!first) rec.slice_owned = false;
     }

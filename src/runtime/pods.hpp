@@ -108,8 +108,6 @@ private:
     std::string record_path(const std::string& id) const;
     void stop_locked(Pod& pod);
     void teardown(PodRecord& r);  // undoes everything a record says exists
-    // Another pod than `except_id` has `slice` as its slice.
-    bool slice_shared(const std::string& slice, const std::string& except_id) const;
     void emit(PodEvent::Type type, const PodRecord& r);
     // The pod's infra container ended: the pod is not ready (saved, event).
     void check_infra(const std::string& id);

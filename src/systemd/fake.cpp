@@ -51,6 +51,18 @@ bool FakeManager::ensure_slice(const std::string& slice) {
     return created;
 }
 
+bool FakeManager::stop_slice_if_empty(const std::string& slice) {
+    {
+        std::lock_guard lock(mu_);
+        enter("stop_slice_if_empty", slice);
+        const auto nested = slice.substr(0, slice.size() - 6) + "-";  // "a-b.slice" holds "a-b-c.slice"
+        for (const auto& [name, u] : units_)
+            if (u.slice == slice || (name != slice && name.rfind(nested, 0) == 0)) return false;
+    }
+    stop_unit(slice);
+    return true;
+}
+
 void FakeManager::stop_unit(const std::string& unit) {
     std::lock_guard lock(mu_);
     enter("stop_unit", unit);

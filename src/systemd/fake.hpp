@@ -32,6 +32,7 @@ public:
     void start_scope(const ScopeSpec& spec) override;
     bool ensure_slice(const std::string& slice) override;
     void stop_unit(const std::string& unit) override;
+    bool stop_slice_if_empty(const std::string& slice) override;
     void kill_unit(const std::string& unit, int signal) override;
     void set_properties(const std::string& unit, const Resources& resources) override;
     UnitState unit_state(const std::string& unit) override;

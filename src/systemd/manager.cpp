@@ -318,6 +318,30 @@ public:
         return created;  // of the last one, `slice` itself
     }
 
+    bool stop_slice_if_empty(const std::string& slice) override {
+        std::string cg;
+        try {
+            cg = control_group(slice);
+        } catch (const Error& e) {
+            if (e.code() == Code::NotFound) return true;  // not loaded: gone already
+            throw;
+        }
+        if (!cg.empty()) {
+            // Its units are the cgroup's subdirectories in systemd's own hierarchy.
+            const std::string dir =
+                std::string(kCgroupRoot) + (version_ == CgroupVersion::V2 ? "" : "/systemd") + cg;
+            std::error_code ec;
+            for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+                if (e.is_directory(ec)) {
+                    spdlog::info("slice {} is left running: {} is in it", slice, e.path().filename().string());
+                    return false;
+                }
+        }
+        stop_unit(slice);
+        reset_failed(slice);
+        return true;
+    }
+
     void stop_unit(const std::string& unit) override {
         UnitFields fields(unit);
         check_unit(unit);

@@ -81,6 +81,12 @@ public:
     // already stopped (no error).
     virtual void stop_unit(const std::string& unit) = 0;
 
+    // Stops `slice` (and resets it if failed) only when nothing runs in it
+    // any more: no unit in its cgroup, whoever put it there (a pod still
+    // being made, a nested slice, someone else's unit). True when it was
+    // stopped or is gone, false when it was left because it is in use.
+    virtual bool stop_slice_if_empty(const std::string& slice) = 0;
+
     // Sends `signal` to every process of the unit (KillUnit, whom "all").
     virtual void kill_unit(const std::string& unit, int signal) = 0;
 

@@ -2,6 +2,8 @@
 // rule, users from the image's files, capabilities, the OCI config, records.
 #include <gtest/gtest.h>
 
+#include <csignal>
+
 #include <filesystem>
 #include <fstream>
 
@@ -55,6 +57,47 @@ TEST(ContainerSignal, Names) {
     EXPECT_EQ(signal_number("QUIT"), 3);
     EXPECT_EQ(signal_number("9"), 9);
     EXPECT_THROW(signal_number("SIGNOPE"), Error);
+    // From an image's StopSignal: out of range is the image's error, never
+    // a std::out_of_range escaping CreateContainer.
+    EXPECT_THROW(signal_number("99999999999"), Error);
+    EXPECT_THROW(signal_number("RTMIN+99999999999"), Error);
+    EXPECT_THROW(signal_number("RTMIN+99"), Error);
+    EXPECT_EQ(signal_number("RTMIN+1"), SIGRTMIN + 1);
+}
+
+TEST(ContainerCapabilities, PrivilegedKeepsTheBoundingSetWhateverItDrops) {
+    auto c = base();
+    c.privileged = true;
+    c.drop_capabilities = {"ALL"};
+    const std::set<std::string> bounding{"CAP_CHOWN", "CAP_SYS_ADMIN"};
+    EXPECT_EQ(capabilities(c, bounding), (std::vector<std::string>{"CAP_CHOWN", "CAP_SYS_ADMIN"}));
+    c.drop_capabilities = {"SYS_ADMIN"};
+    EXPECT_EQ(capabilities(c, bounding), (std::vector<std::string>{"CAP_CHOWN", "CAP_SYS_ADMIN"}));
+}
+
+TEST_F(Rootfs, OutOfRangeIdsInTheImageAreErrorsNotExceptions) {
+    std::ofstream(dir_ / "etc/passwd") << "huge:x:99999999999999999999:0::/:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+    std::ofstream(dir_ / "etc/group") << "huge:x:99999999999999999999:\napp:x:1000:\n";
+    ImageConfig img;
+    auto c = base();
+    img.user = "app";
+    EXPECT_EQ(resolve_user(c, img, dir_).uid, 1000u);  // the broken lines are skipped
+    img.user = "huge";
+    try {
+        resolve_user(c, img, dir_);
+        ADD_FAILURE();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::NotFound);
+    }
+    for (const auto* user : {"99999999999999999999", "0:99999999999999999999"}) {
+        img.user = user;
+        try {
+            resolve_user(c, img, dir_);
+            ADD_FAILURE() << user;
+        } catch (const Error& e) {
+            EXPECT_EQ(e.code(), Code::InvalidArgument) << user;
+        }
+    }
 }
 
 TEST_F(Rootfs, UsersAndGroups) {

@@ -327,7 +327,7 @@ TEST_F(PodManagerTest, LifecycleOfAHostPod) {
     pods->remove(pods->run(c));
 }
 
-TEST_F(PodManagerTest, ASliceIsStoppedOnlyByItsCreatorAndOnlyWhenNoOtherPodIsInIt) {
+TEST_F(PodManagerTest, ASliceIsStoppedOnlyByItsCreatorAndOnlyWhenNothingRunsInIt) {
     auto pods = manager();
     auto a = host_pod("a");
     a.cgroup_parent = "kubepods-poda.slice";
@@ -337,9 +337,25 @@ TEST_F(PodManagerTest, ASliceIsStoppedOnlyByItsCreatorAndOnlyWhenNoOtherPodIsInI
     const auto idb = pods->run(b);
     EXPECT_TRUE(pods->status(ida).slice_owned);
     EXPECT_FALSE(pods->status(idb).slice_owned);  // it was there already
+    systemd::ScopeSpec scope;  // a container of b
+    scope.name = "crisd-b.scope";
+    scope.slice = "kubepods-poda.slice";
+    scope.pids = {::getpid()};
+    fake_.start_scope(scope);
     pods->remove(ida);
     EXPECT_TRUE(fake_.unit("kubepods-poda.slice")) << "b still has its scopes there";
+    EXPECT_TRUE(fake_.unit("crisd-b.scope"));
+    fake_.stop_unit("crisd-b.scope");
     pods->remove(idb);
+
+    // Nor while a nested slice is in it.
+    auto n = host_pod("n");
+    n.cgroup_parent = "kubepods-podn.slice";
+    const auto idn = pods->run(n);
+    EXPECT_TRUE(pods->status(idn).slice_owned);
+    fake_.ensure_slice("kubepods-podn-inner.slice");
+    pods->remove(idn);
+    EXPECT_TRUE(fake_.unit("kubepods-podn.slice"));
 
     // A slice that was loaded before the pod (the kubelet's) is never stopped.
     ASSERT_TRUE(fake_.ensure_slice("kubepods-podk.slice"));  // made by someone else
