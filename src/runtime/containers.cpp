@@ -236,7 +236,12 @@ void ContainerManager::load() {
             filter.pod_id = pod.id;
             for (const auto& r : list(filter)) {
                 // A pod's stop is immediate (the kubelet stops the containers first, with their grace).
-                if (r.pod_id == pod.id) stop(r.id, 0s);
+                if (r.pod_id != pod.id) continue;
+                try {
+                    stop(r.id, 0s);
+                } catch (const Error& e) {
+                    if (e.code() != Code::NotFound) throw;  // removed meanwhile: stopped enough
+                }
             }
         },
         [this](const PodRecord& pod) {

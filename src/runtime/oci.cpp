@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -118,13 +119,14 @@ pid_t launch(systemd::Manager& systemd, const monitor::Config& mc, const Monitor
 }
 
 void destroy(systemd::Manager& systemd, const RuntimeRef& rt, const std::string& id, pid_t monitor_pid) {
-    if (!rt.path.empty()) {
+    // The runtime knows the container while its state directory exists;
+    // without it there is nothing to delete (never made, or deleted already).
+    struct stat st {};
+    if (!rt.path.empty() && ::stat((rt.root + "/" + id).c_str(), &st) == 0) {
         try {
             run_runtime(rt, {"delete", "--force", id});
         } catch (const Error& e) {
-            if (std::string(e.what()).find("does not exist") == std::string::npos &&
-                std::string(e.what()).find("not found") == std::string::npos)
-                spdlog::warn("{}", e.what());
+            spdlog::warn("{}", e.what());
         }
     }
     // conmon leaves with its container; wait a little for it.
