@@ -155,18 +155,49 @@ void ContainerManager::on_exit(const std::string& id) {
         if (it == containers_.end()) return;
         c = it->second;
     }
-    std::lock_guard l(c->mu);
-    if (c->starting) return;
-    if (apply_exit(c->rec)) {
-        emit(ContainerEvent::Type::Stopped, c->rec);
-        const log::Fields f{{"CONTAINER_ID", id}};
-        spdlog::info("container {} ({}) exited with code {}{}", id.substr(0, 12), c->rec.config.metadata.name,
-                     c->rec.exit_code, c->rec.oom_killed ? " (OOM killed)" : "");
-        try {
-            save(c->rec);
-        } catch (const Error& e) {
-            spdlog::error("{}", e.what());
+    {
+        std::lock_guard l(c->mu);
+        if (c->starting) return;
+        if (apply_exit(c->rec)) {
+            emit(ContainerEvent::Type::Stopped, c->rec);
+            const log::Fields f{{"CONTAINER_ID", id}};
+            spdlog::info("container {} ({}) exited with code {}{}", id.substr(0, 12), c->rec.config.metadata.name,
+                         c->rec.exit_code, c->rec.oom_killed ? " (OOM killed)" : "");
+            try {
+                save(c->rec);
+            } catch (const Error& e) {
+                spdlog::error("{}", e.what());
+            }
         }
+    }
+    // After the container's lock is released (see exit_mu_).
+    { std::lock_guard g(exit_mu_); }
+    exit_cv_.notify_all();
+}
+
+bool ContainerManager::wait_exited(Container& c, std::chrono::milliseconds timeout) {
+    // The watcher applies the exit and wakes us. Once a second the exit file
+    // is read too (outside exit_mu_, errors only logged), so that a wake-up
+    // that never comes costs time, not the stop.
+    const auto exited = [&] {
+        std::lock_guard l(c.mu);
+        return c.rec.state == ContainerState::Exited;
+    };
+    const auto id = c.get().id;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        {
+            std::unique_lock g(exit_mu_);
+            const auto now = std::chrono::steady_clock::now();
+            if (exit_cv_.wait_for(g, std::min<std::chrono::steady_clock::duration>(deadline - now, 1s), exited))
+                return true;
+        }
+        try {
+            if (monitor::read_exit_file(exit_dir(), id)) return true;
+        } catch (const Error& e) {
+            spdlog::warn("{}", e.what());
+        }
+        if (std::chrono::steady_clock::now() >= deadline) return false;
     }
 }
 
@@ -470,7 +501,6 @@ void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
     const auto r = c.get();
     if (r.state == ContainerState::Exited) return;
     const log::Fields f{{"CONTAINER_ID", r.id}};
-    monitor::ExitWatcher watcher(exit_dir());
     auto signal = [&](int sig) {
         try {
             if (r.shares_pid_namespace())  // its other processes would outlive its first one
@@ -481,19 +511,19 @@ void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
             spdlog::debug("{}", e.what());  // it may have exited already
         }
     };
-    std::optional<monitor::ExitStatus> s;
+    bool exited = false;
     if (timeout.count() > 0 && r.state == ContainerState::Running) {
         signal(r.stop_signal);
-        s = watcher.wait(r.id, timeout);
+        exited = wait_exited(c, timeout);
     }
-    if (!s) {
+    if (!exited) {
         if (timeout.count() > 0)
             spdlog::info("container {} did not stop within {} s of signal {}; killing it", r.id.substr(0, 12),
                          timeout.count(), r.stop_signal);
         signal(SIGKILL);
-        s = watcher.wait(r.id, 30s);
+        exited = wait_exited(c, 30s);
     }
-    if (!s && !monitor_alive(r.monitor_pid, r.id)) {
+    if (!exited && !monitor_alive(r.monitor_pid, r.id)) {
         std::lock_guard l(c.mu);
         c.rec.state = ContainerState::Exited;
         c.rec.exit_code = 137;
@@ -504,7 +534,7 @@ void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
         emit(ContainerEvent::Type::Stopped, c.rec);
         return;
     }
-    if (!s) throw Error(Code::DeadlineExceeded, "container " + r.id + " did not exit after SIGKILL");
+    if (!exited) throw Error(Code::DeadlineExceeded, "container " + r.id + " did not exit after SIGKILL");
     std::lock_guard l(c.mu);
     if (apply_exit(c.rec)) {
         save(c.rec);

@@ -177,6 +177,14 @@ private:
     std::function<void()> on_change_;
     std::atomic<bool> changed_{false};
 
+    // The watcher thread's one inotify instance wakes StopContainer calls
+    // waiting for an exit (no inotify instance per stop: a node drain stops
+    // a hundred at once, and fs.inotify.max_user_instances is 128).
+    std::mutex exit_mu_;  // taken alone or before a container's mu, never after
+    std::condition_variable exit_cv_;
+    // Waits until `c` is Exited, up to `timeout`; true when it is.
+    bool wait_exited(Container& c, std::chrono::milliseconds timeout);
+
     std::atomic<bool> stopping_{false};
     std::thread watcher_;
 };
