@@ -404,7 +404,16 @@ void PodManager::stop_locked(Pod& pod) {
 }
 
 void PodManager::stop(const std::string& id) {
-    auto pod = find(id);
+    std::shared_ptr<Pod> pod;
+    try {
+        pod = find(id);
+    } catch (const Error& e) {
+        // api.proto: StopPodSandbox "must not return an error if all relevant
+        // resources have already been reclaimed" (CRI-O answers OK too).
+        if (e.code() != Code::NotFound) throw;
+        spdlog::debug("StopPodSandbox of {}: no such pod; stopped already", id);
+        return;
+    }
     std::lock_guard op(pod->op);
     {
         std::lock_guard lock(pod->mu);

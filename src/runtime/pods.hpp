@@ -72,7 +72,8 @@ public:
     // RunPodSandbox. `caller_gone` is asked once the pod exists: when the
     // caller stopped waiting, its retry gets this pod instead of a conflict.
     std::string run(const PodConfig& config, const std::function<bool()>& caller_gone = {});
-    // StopPodSandbox: NotFound for an unknown id; idempotent.
+    // StopPodSandbox: idempotent; an unknown id is stopped already (no error,
+    // as the CRI asks of a pod whose resources are reclaimed).
     void stop(const std::string& id);
     // RemovePodSandbox: stops the pod first; an id that is gone is fine.
     void remove(const std::string& id);
