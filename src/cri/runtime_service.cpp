@@ -549,7 +549,13 @@ public:
     CRISD_UNIMPLEMENTED(CheckpointContainer)
     CRISD_UNIMPLEMENTED(ListMetricDescriptors)
     CRISD_UNIMPLEMENTED(ListPodSandboxMetrics)
-    CRISD_UNIMPLEMENTED(RuntimeConfig)
+    // The kubelet (KubeletCgroupDriverFromCRI) takes its cgroup driver from here.
+    grpc::Status RuntimeConfig(ServerContext*, const v1::RuntimeConfigRequest*,
+                               v1::RuntimeConfigResponse* resp) override {
+        return call("RuntimeConfig", [&] {
+            resp->mutable_linux()->set_cgroup_driver(static_cast<v1::CgroupDriver>(runtime::cgroup_driver()));
+        });
+    }
     CRISD_UNIMPLEMENTED(UpdatePodSandboxResources)
 
     // Pod events for the kubelet's evented PLEG (the container half adds its
