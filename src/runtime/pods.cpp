@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -273,16 +274,15 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
             ns.hostname = config.hostname.empty() ? md.name.substr(0, 63) : config.hostname;
             for (const auto& [name, value] : config.sysctls)
                 ns.sysctls.emplace_back(classify_sysctl(name).first, value);
-            // Recorded before they exist, so that a failure below removes them.
+            // Recorded (and saved) before they exist, so that a failure below
+            // or a crash (teardown at the next start) removes them.
             rec.netns = ns.net ? rec.ns_dir + "/net" : "";
             rec.ipcns = ns.ipc ? rec.ns_dir + "/ipc" : "";
             rec.utsns = ns.uts ? rec.ns_dir + "/uts" : "";
+            rec.shm = config.host_ipc() ? "" : rec.run_dir + "/shm";
+            save(rec);
             if (ns.net || ns.ipc || ns.uts) create_namespaces(ns);
-
-            if (!config.host_ipc()) {
-                rec.shm = rec.run_dir + "/shm";
-                mount_shm(rec.shm, opts_.shm_size);
-            }
+            if (!rec.shm.empty()) mount_shm(rec.shm, opts_.shm_size);
 
             // resolv.conf and hostname do not depend on the network.
             if (config.dns.empty()) {
@@ -474,12 +474,23 @@ void PodManager::teardown(PodRecord& rec) {
         step([&] { network_.detach(rec.pod_network()); });
         if (!first) rec.network_attached = false;
     }
-    if (!rec.shm.empty()) step([&] { remove_mount(rec.shm, true); });
-    for (const auto* p : {&rec.netns, &rec.ipcns, &rec.utsns})
-        if (!p->empty()) step([&] { remove_mount(*p, false); });
-    step([&] {
-        if (::rmdir(rec.ns_dir.c_str()) != 0 && errno != ENOENT) throw_errno("removing " + rec.ns_dir);
-    });
+    // The paths the record names, and the ones a pod can have whatever its
+    // record says (a record written by an older crisd that died between the
+    // mounts and the next save names none): a path never mounted, or never
+    // made, is fine.
+    std::set<std::string> shm{rec.shm}, nsfiles{rec.netns, rec.ipcns, rec.utsns};
+    if (!rec.run_dir.empty()) shm.insert(rec.run_dir + "/shm");
+    if (!rec.ns_dir.empty())
+        for (const char* kind : {"net", "ipc", "uts"}) nsfiles.insert(rec.ns_dir + "/" + kind);
+    for (const auto& p : shm)
+        if (!p.empty()) step([&] { remove_mount(p, true); });
+    for (const auto& p : nsfiles)
+        if (!p.empty()) step([&] { remove_mount(p, false); });
+    if (!rec.ns_dir.empty()) {
+        step([&] {
+            if (::rmdir(rec.ns_dir.c_str()) != 0 && errno != ENOENT) throw_errno("removing " + rec.ns_dir);
+        });
+    }
     // A slice crisd created for this pod (no kubelet made it): nothing else
     // stops it. Never while anything still runs in it (another pod, one
     // being made, a nested slice).

@@ -3,9 +3,12 @@
 // need no privileges (no namespaces, no mounts, no CNI).
 #include <gtest/gtest.h>
 
+#include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -445,6 +448,70 @@ TEST_F(PodManagerTest, AnUnfinishedCreationIsUndoneAtStartup) {
     EXPECT_FALSE(std::filesystem::exists(path));
     EXPECT_FALSE(std::filesystem::exists(rec.run_dir));
     again->remove(again->run(host_pod("a")));  // the name is free
+}
+
+// crisd killed between the mounts of RunPodSandbox and its next save: an
+// older crisd left records that name none of them. The namespace files and
+// the shm tmpfs are still undone at startup (mounted here in a private mount
+// namespace, so nothing reaches the host), and so are paths a record names
+// but that were never made.
+TEST_F(PodManagerTest, AnUnfinishedCreationsMountsAreUndoneWhateverItsRecordSays) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (mounts)";
+    static bool in_private_ns = false;
+    if (!in_private_ns) {
+        if (::unshare(CLONE_NEWNS) != 0) GTEST_SKIP() << "cannot unshare the mount namespace";
+        ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
+        in_private_ns = true;
+    }
+    std::string id;
+    {
+        auto pods = manager();
+        id = pods->run(host_pod("a"));
+    }
+    const std::string path = dir_ + "/root/pods/" + id + ".json";
+    auto rec = record_from_json(nlohmann::json::parse(std::ifstream(path)));
+    rec.creating = true;
+    rec.state = PodState::NotReady;
+    rec.ns_dir = dir_ + "/run/ns/" + id;
+    std::filesystem::create_directories(rec.ns_dir);
+    for (const char* kind : {"net", "uts"}) {  // pinned as create_namespaces pins them
+        const std::string file = rec.ns_dir + "/" + kind;
+        std::ofstream(file).flush();
+        ASSERT_EQ(::mount(("/proc/self/ns/" + std::string(kind)).c_str(), file.c_str(), nullptr, MS_BIND, nullptr), 0)
+            << std::strerror(errno);
+    }
+    std::ofstream(rec.ns_dir + "/ipc").flush();  // made, never mounted
+    const std::string shm = rec.run_dir + "/shm";
+    std::filesystem::create_directories(shm);
+    ASSERT_EQ(::mount("shm", shm.c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
+    std::ofstream(shm + "/segment") << "x";
+    std::ofstream(path) << to_json(rec).dump();  // names no namespace and no shm
+    auto again = manager();
+    again->load();
+    EXPECT_EQ(again->count(), 0u);
+    EXPECT_FALSE(std::filesystem::exists(path)) << "the record stays when the undo fails";
+    EXPECT_FALSE(std::filesystem::exists(rec.ns_dir));
+    EXPECT_FALSE(std::filesystem::exists(rec.run_dir));
+    again->remove(again->run(host_pod("a")));  // the name is free
+
+    // A record that names namespaces and shm that were never made.
+    {
+        auto pods = manager();
+        id = pods->run(host_pod("b"));
+    }
+    const std::string path_b = dir_ + "/root/pods/" + id + ".json";
+    rec = record_from_json(nlohmann::json::parse(std::ifstream(path_b)));
+    rec.creating = true;
+    rec.ns_dir = dir_ + "/run/ns/" + id;
+    rec.netns = rec.ns_dir + "/net";
+    rec.ipcns = rec.ns_dir + "/ipc";
+    rec.shm = rec.run_dir + "/shm";
+    std::ofstream(path_b) << to_json(rec).dump();
+    auto third = manager();
+    third->load();
+    EXPECT_EQ(third->count(), 0u);
+    EXPECT_FALSE(std::filesystem::exists(path_b));
+    EXPECT_FALSE(std::filesystem::exists(rec.run_dir));
 }
 
 TEST_F(PodManagerTest, HooksForContainers) {
