@@ -6,6 +6,7 @@
 
 #include "cri_api.hpp"
 #include "crisd_build.hpp"
+#include "common/caller.hpp"
 #include "common/ids.hpp"
 #include "cri/call.hpp"
 #include "cri/cri.hpp"
@@ -23,6 +24,9 @@ namespace {
 namespace v1 = ::runtime::v1;
 using grpc::ServerContext;
 
+
+// The client of a call as the services see it: cancellation and deadline.
+Caller caller_of(ServerContext* ctx) { return {[ctx] { return ctx->IsCancelled(); }, ctx->deadline()}; }
 
 // ---- proto <-> runtime types (translation only) ----
 
@@ -320,7 +324,7 @@ public:
             if (!req->has_config() || !req->config().has_metadata())
                 throw Error(Code::InvalidArgument, "RunPodSandbox: config.metadata is required");
             const auto config = pod_config(req->config(), req->runtime_handler());
-            resp->set_pod_sandbox_id(pods.run(config, [ctx] { return ctx->IsCancelled(); }));
+            resp->set_pod_sandbox_id(pods.run(config, caller_of(ctx)));
         });
     }
 
@@ -382,7 +386,7 @@ public:
                 throw Error(Code::InvalidArgument, "CreateContainer: pod_sandbox_id is required");
             const auto config = container_config(req->config());
             resp->set_container_id(
-                containers.create(req->pod_sandbox_id(), config, [ctx] { return ctx->IsCancelled(); }));
+                containers.create(req->pod_sandbox_id(), config, caller_of(ctx)));
         });
     }
 

@@ -290,38 +290,49 @@ std::size_t ContainerManager::count() const {
     return containers_.size();
 }
 
-std::string ContainerManager::create(const std::string& pod_id, const ContainerConfig& config,
-                                     const std::function<bool()>& caller_gone) {
+std::string ContainerManager::create(const std::string& pod_id, const ContainerConfig& config, const Caller& caller) {
     if (config.metadata.name.empty()) throw Error(Code::InvalidArgument, "container metadata needs a name");
     if (config.image.empty()) throw Error(Code::InvalidArgument, "container " + config.metadata.name + ": no image");
-    std::string result;
-    pods_.with_ready_pod(pod_id, [&](const PodRecord& pod) {
-        ContainerRecord rec;
-        rec.pod_id = pod.id;
-        rec.config = config;
-        rec.pod_name = pod.config.metadata.name;
-        rec.pod_namespace = pod.config.metadata.ns;
-        rec.pod_uid = pod.config.metadata.uid;
-        const auto key = reservation_key(rec);
-        const auto claim = names_.reserve(key, random_id());
-        if (!claim.owner) {
-            spdlog::info("CreateContainer of {} in pod {}/{} gets container {}, made for an earlier request",
-                         config.metadata.name, rec.pod_namespace, rec.pod_name, claim.id);
-            result = claim.id;
-            return;
-        }
-        rec.id = claim.id;
-        const log::Fields f{{"CONTAINER_ID", rec.id}, {"POD_ID", pod.id}};
-        try {
-            create_in_pod(rec, pod);
-        } catch (...) {  // any exception: a retry waiting on the name must get it
+    const auto pod = pods_.status(pod_id);  // NotFound
+    ContainerRecord rec;
+    rec.pod_id = pod.id;
+    rec.config = config;
+    rec.pod_name = pod.config.metadata.name;
+    rec.pod_namespace = pod.config.metadata.ns;
+    rec.pod_uid = pod.config.metadata.uid;
+    // The name before the pod's lock: a retry of a creation in flight (the
+    // kubelet's, after its own timeout) waits for that creation's result, as
+    // long as its own caller waits, and never queues on the pod's lock
+    // behind it.
+    const auto key = reservation_key(rec);
+    const auto claim = names_.reserve(key, random_id(), caller);
+    if (!claim.owner) {
+        spdlog::info("CreateContainer of {} in pod {}/{} gets container {}, made for an earlier request",
+                     config.metadata.name, rec.pod_namespace, rec.pod_name, claim.id);
+        return claim.id;
+    }
+    rec.id = claim.id;
+    const log::Fields f{{"CONTAINER_ID", rec.id}, {"POD_ID", pod.id}};
+    bool began = false;
+    try {
+        pods_.with_ready_pod(
+            pod.id,
+            [&](const PodRecord& ready) {
+                began = true;
+                create_in_pod(rec, ready);
+            },
+            caller);
+    } catch (...) {
+        // Gave up (or the pod went) before anything was made: a waiting retry
+        // tries itself. Any failure of the creation: the retry gets it.
+        if (began)
             names_.finish(key, std::current_exception(), false);
-            throw;
-        }
-        names_.finish(key, nullptr, caller_gone && caller_gone());
-        result = rec.id;
-    });
-    return result;
+        else
+            names_.abandon(key);
+        throw;
+    }
+    names_.finish(key, nullptr, caller.gone());
+    return rec.id;
 }
 
 void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod) {

@@ -74,8 +74,13 @@ public:
     // reads exit files; plugs the pod hooks in; starts the exit watcher.
     void load();
 
-    std::string create(const std::string& pod_id, const ContainerConfig& config,
-                       const std::function<bool()>& caller_gone = {});
+    // CreateContainer. The name is reserved first: a retry of a creation in
+    // flight waits for its result as long as its own `caller` waits (then
+    // Cancelled / DeadlineExceeded; the creation goes on), and gets the
+    // container once it exists when the first caller had gone. Creations in
+    // one pod are serialised by the pod's lock, waited for no longer than
+    // `caller` waits.
+    std::string create(const std::string& pod_id, const ContainerConfig& config, const Caller& caller = {});
     void start(const std::string& id);
     // SIGTERM (or the image's stop signal), SIGKILL after `timeout`. Idempotent.
     void stop(const std::string& id, std::chrono::seconds timeout);
@@ -162,7 +167,7 @@ private:
     image::Images& images_;
     image::Rootfs& rootfs_;
     systemd::Manager& systemd_;
-    NameRegistry names_;
+    NameRegistry names_{"container"};
     std::set<std::string> bounding_;
     SeccompProfiles seccomp_;
     const CgroupFeatures cgroups_;

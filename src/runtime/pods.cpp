@@ -42,7 +42,7 @@ bool valid_slice(const std::string& s) {
 }  // namespace
 
 struct PodManager::Pod {
-    std::mutex op;          // serialises stop/remove of this pod (slow work)
+    std::timed_mutex op;    // serialises stop/remove/container creation in this pod (slow work)
     mutable std::mutex mu;  // guards rec and removed (never held across slow work)
     std::mutex save_mu;     // orders the record writes of concurrent changes (stop, infra exit)
     PodRecord rec;
@@ -213,7 +213,7 @@ std::shared_ptr<PodManager::Pod> PodManager::find(const std::string& id) const {
     return found;
 }
 
-std::string PodManager::run(const PodConfig& config, const std::function<bool()>& caller_gone) {
+std::string PodManager::run(const PodConfig& config, const Caller& caller) {
     const auto& md = config.metadata;
     if (md.name.empty() || md.ns.empty() || md.uid.empty())
         throw Error(Code::InvalidArgument, "pod sandbox metadata needs a name, a namespace and a uid");
@@ -237,7 +237,7 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
                                                   "runtime handler " + h.name + ": " + h.problem);
 
     const std::string key = reservation_key(md);
-    const auto claim = names_.reserve(key, random_id());
+    const auto claim = names_.reserve(key, random_id(), caller);
     if (!claim.owner) {  // a retry: the first request's pod
         spdlog::info("RunPodSandbox of {}/{} gets pod {}, made for an earlier request of the same name",
                      md.ns, md.name, claim.id);
@@ -341,7 +341,7 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
         std::lock_guard lock(mu_);
         pods_[rec.id] = pod;
     }
-    names_.finish(key, nullptr, caller_gone && caller_gone());
+    names_.finish(key, nullptr, caller.gone());
     spdlog::info("pod {} ({}/{}) is ready{}", rec.id, md.ns, md.name,
                  rec.ips.empty() ? "" : " with IP " + rec.ips.front());
     emit(PodEvent::Type::Created, rec);
@@ -516,9 +516,12 @@ void PodManager::teardown(PodRecord& rec) {
         throw_errno("removing " + record_path(rec.id));
 }
 
-void PodManager::with_ready_pod(const std::string& id, const std::function<void(const PodRecord&)>& fn) {
+void PodManager::with_ready_pod(const std::string& id, const std::function<void(const PodRecord&)>& fn,
+                                const Caller& caller) {
     auto pod = find(id);
-    std::lock_guard op(pod->op);
+    std::unique_lock op(pod->op, std::defer_lock);
+    while (!op.try_lock_for(std::chrono::milliseconds(100)))
+        caller.check("waiting for pod sandbox " + id + ", which another request is working on");
     const PodRecord rec = pod->snapshot();
     {
         std::lock_guard lock(pod->mu);

@@ -175,7 +175,7 @@ TEST(Sysctl, MustFitTheNamespaces) {
 }
 
 TEST(NameRegistry, ConflictNamesTheHolder) {
-    NameRegistry names;
+    NameRegistry names("pod sandbox");
     EXPECT_TRUE(names.reserve("k", "id1").owner);
     names.finish("k", nullptr, false);
     try {
@@ -190,7 +190,7 @@ TEST(NameRegistry, ConflictNamesTheHolder) {
 }
 
 TEST(NameRegistry, RetryWaitsForTheCreationInFlight) {
-    NameRegistry names;
+    NameRegistry names("pod sandbox");
     ASSERT_TRUE(names.reserve("k", "first").owner);
     auto retry = std::async(std::launch::async, [&] { return names.reserve("k", "second"); });
     EXPECT_EQ(retry.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
@@ -203,7 +203,7 @@ TEST(NameRegistry, RetryWaitsForTheCreationInFlight) {
 }
 
 TEST(NameRegistry, RetryGetsTheErrorOfTheFirst) {
-    NameRegistry names;
+    NameRegistry names("pod sandbox");
     ASSERT_TRUE(names.reserve("k", "first").owner);
     auto retry = std::async(std::launch::async, [&] { return names.reserve("k", "second"); });
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -217,8 +217,77 @@ TEST(NameRegistry, RetryGetsTheErrorOfTheFirst) {
     EXPECT_TRUE(names.reserve("k", "again").owner);  // the name is free
 }
 
+TEST(NameRegistry, ConflictNamesTheKind) {
+    NameRegistry names("container");
+    ASSERT_TRUE(names.reserve("k", "id1").owner);
+    names.finish("k", nullptr, false);
+    try {
+        names.reserve("k", "id2");
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("the container name \"k\" is already reserved for id1"),
+                  std::string::npos)
+            << e.what();
+    }
+}
+
+// The kubelet retries after its own timeout; a hung creation (a CNI ADD that
+// never returns) must not hold a thread per retry for ever.
+TEST(NameRegistry, RetryWaitsNoLongerThanItsDeadlineAndTheCreationGoesOn) {
+    NameRegistry names("pod sandbox");
+    ASSERT_TRUE(names.reserve("k", "first").owner);
+    Caller caller;
+    caller.deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(300);
+    const auto start = std::chrono::steady_clock::now();
+    try {
+        names.reserve("k", "second", caller);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::DeadlineExceeded) << e.what();
+    }
+    const auto waited = std::chrono::steady_clock::now() - start;
+    EXPECT_GE(waited, std::chrono::milliseconds(250));
+    EXPECT_LT(waited, std::chrono::seconds(2));
+    // The creation finishes after every caller went away: the next request gets it.
+    names.finish("k", nullptr, true);
+    const auto claim = names.reserve("k", "third");
+    EXPECT_FALSE(claim.owner);
+    EXPECT_EQ(claim.id, "first");
+}
+
+TEST(NameRegistry, RetryStopsWaitingWhenItsCallerCancels) {
+    NameRegistry names("pod sandbox");
+    ASSERT_TRUE(names.reserve("k", "first").owner);
+    std::atomic<bool> cancelled{false};
+    Caller caller;
+    caller.cancelled = [&] { return cancelled.load(); };
+    auto retry = std::async(std::launch::async, [&] { return names.reserve("k", "second", caller); });
+    EXPECT_EQ(retry.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+    cancelled = true;
+    ASSERT_EQ(retry.wait_for(std::chrono::seconds(2)), std::future_status::ready);
+    try {
+        retry.get();
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::Cancelled) << e.what();
+    }
+    names.finish("k", nullptr, false);  // its own caller got it
+    EXPECT_THROW(names.reserve("k", "third"), Error);
+}
+
+TEST(NameRegistry, AnAbandonedNameGoesToTheWaitingRetry) {
+    NameRegistry names("container");
+    ASSERT_TRUE(names.reserve("k", "first").owner);
+    auto retry = std::async(std::launch::async, [&] { return names.reserve("k", "second"); });
+    EXPECT_EQ(retry.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+    names.abandon("k");  // the first gave up before it made anything
+    const auto claim = retry.get();
+    EXPECT_TRUE(claim.owner);
+    EXPECT_EQ(claim.id, "second");
+}
+
 TEST(NameRegistry, UnclaimedPodGoesToTheNextRequest) {
-    NameRegistry names;
+    NameRegistry names("pod sandbox");
     ASSERT_TRUE(names.reserve("k", "first").owner);
     names.finish("k", nullptr, true);  // the caller had gone
     const auto claim = names.reserve("k", "second");
@@ -551,6 +620,33 @@ TEST_F(PodManagerTest, HooksForContainers) {
     } catch (const Error& e) {
         EXPECT_EQ(e.code(), Code::NotFound);
     }
+}
+
+TEST_F(PodManagerTest, WaitingForABusyPodEndsWithTheCaller) {
+    auto pods = manager();
+    const auto id = pods->run(host_pod("a"));
+    std::promise<void> inside, leave;
+    auto holder = std::async(std::launch::async, [&] {
+        pods->with_ready_pod(id, [&](const PodRecord&) {
+            inside.set_value();
+            leave.get_future().wait();
+        });
+    });
+    inside.get_future().wait();
+    Caller caller;
+    caller.deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(300);
+    try {
+        pods->with_ready_pod(id, [](const PodRecord&) { ADD_FAILURE() << "ran while the pod was held"; }, caller);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Code::DeadlineExceeded) << e.what();
+    }
+    leave.set_value();
+    holder.get();
+    bool ran = false;
+    pods->with_ready_pod(id, [&](const PodRecord&) { ran = true; }, caller);  // free: no wait, no deadline check
+    EXPECT_TRUE(ran);
+    pods->remove(id);
 }
 
 TEST_F(PodManagerTest, BadInputIsRefusedBeforeAnythingIsMade) {
