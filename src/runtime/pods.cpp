@@ -161,8 +161,11 @@ void PodManager::watch_infra() {
     watcher_ = std::thread([this, check, w = std::move(watcher)]() mutable {
         while (!stopping_) {
             pollfd p{w.fd(), POLLIN, 0};
-            if (::poll(&p, 1, 100) > 0)
-                for (const auto& id : w.take()) check(id);
+            if (::poll(&p, 1, 100) > 0) {
+                const auto ids = w.take();
+                infra_->exits_seen();  // wakes a StopPodSandbox waiting for its infra container
+                for (const auto& id : ids) check(id);
+            }
         }
     });
 }
