@@ -598,7 +598,7 @@ monitor::ExecResult ContainerManager::exec_sync(const std::string& id, const std
     const auto r = find(id)->get();
     if (r.state != ContainerState::Running)
         throw Error(Code::FailedPrecondition, "container " + r.id + " is not running");
-    return monitor::exec_sync(r.socket_dir(), cmd, timeout);
+    return monitor::exec_sync(r.socket_dir(), cmd, timeout, kExecSyncOutputCap, kExecSyncOutputCap);
 }
 
 void ContainerManager::reopen_log(const std::string& id) {

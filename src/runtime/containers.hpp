@@ -90,6 +90,11 @@ public:
     std::vector<ContainerRecord> list(const ContainerFilter& filter) const;
     std::size_t count() const;
 
+    // ExecSync. stdout and stderr together are kept up to
+    // kExecSyncOutputCap bytes, first come first kept (as CRI-O's conmon
+    // --log-global-size-max does): the reply must fit the kubelet's 16 MiB
+    // gRPC receive limit, with room for the rest of the message.
+    static constexpr std::int64_t kExecSyncOutputCap = 16 * 1024 * 1024 - 64 * 1024;
     monitor::ExecResult exec_sync(const std::string& id, const std::vector<std::string>& cmd,
                                   std::chrono::milliseconds timeout);
     void reopen_log(const std::string& id);
