@@ -168,9 +168,16 @@ public:
     }
     std::optional<ImageInfo> status(const std::string& ref) const {
         std::lock_guard lock(mu_);
-        const Record* r = find_locked(ref);
+        std::string repository;
+        const Record* r = find_locked(ref, &repository);
         if (!r) return std::nullopt;
-        return info(*r);
+        auto i = info(*r);
+        // The digest under the repository `ref` named (an image pulled under
+        // two names has one for each); else the first.
+        for (const auto& d : r->repo_digests)
+            if (!repository.empty() && d.starts_with(repository + "@")) i.ref_digest = d;
+        if (i.ref_digest.empty() && !r->repo_digests.empty()) i.ref_digest = r->repo_digests.front();
+        return i;
     }
     void remove(const std::string& ref);
     std::size_t count() const {
@@ -248,7 +255,8 @@ private:
 
     // The record `ref` names: an id ("sha256:<hex>", "<hex>" or a unique hex
     // prefix), name@digest, or name[:tag] (short names through registries.conf).
-    const Record* find_locked(const std::string& ref) const {
+    // `repository`: the name the reference resolved to, when it was a name.
+    const Record* find_locked(const std::string& ref, std::string* repository = nullptr) const {
         if (ref.empty()) return nullptr;
         std::string hex = ref.starts_with("sha256:") ? ref.substr(7) : ref;
         if (is_hex(hex) && hex.size() == 64) {
@@ -273,11 +281,13 @@ private:
                 const std::string tagged = c.digest.empty() ? c.tagged() : "";
                 const std::string digested = c.digested();
                 for (const auto& [id, r] : images_) {
-                    if (!tagged.empty() && std::find(r.repo_tags.begin(), r.repo_tags.end(), tagged) != r.repo_tags.end())
+                    if ((!tagged.empty() &&
+                         std::find(r.repo_tags.begin(), r.repo_tags.end(), tagged) != r.repo_tags.end()) ||
+                        (!digested.empty() &&
+                         std::find(r.repo_digests.begin(), r.repo_digests.end(), digested) != r.repo_digests.end())) {
+                        if (repository) *repository = c.name();
                         return &r;
-                    if (!digested.empty() &&
-                        std::find(r.repo_digests.begin(), r.repo_digests.end(), digested) != r.repo_digests.end())
-                        return &r;
+                    }
                 }
             }
         }

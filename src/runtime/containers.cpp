@@ -343,7 +343,7 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
     const auto image = images_.status(config.image);
     if (!image) throw Error(Code::NotFound, "image " + config.image + " is not present; pull it first");
     rec.image_id = image->id;
-    rec.image_ref = image->repo_digests.empty() ? image->id : image->repo_digests.front();
+    rec.image_ref = image->ref_digest.empty() ? image->id : image->ref_digest;  // the requested repository's
     rec.runtime_handler = handler.name;
     rec.runtime_path = handler.path;
     rec.runtime_root = handler.root;

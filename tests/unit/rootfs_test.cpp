@@ -225,3 +225,21 @@ TEST_F(RootfsTest, StartupDropsLeftoversAndBrokenRecords) {
     EXPECT_GT(usage.bytes, 0u);
     EXPECT_GT(usage.inodes, 5u);
 }
+
+// A container's image_ref is the repo digest of the repository it asked for,
+// not whichever the image got first.
+TEST_F(RootfsTest, StatusGivesTheRepoDigestOfTheRepositoryAsked) {
+    const auto l1 = add_layer(store_, 1, {{"a.txt", "a1"}});
+    const std::string id = add_image(store_, {l1}, "a.example/x/app:v1");
+    const std::string record = store_ + "/images/" + id.substr(7) + ".json";
+    auto j = nlohmann::json::parse(slurp(record));
+    const std::string digest = "sha256:" + std::string(64, '5');
+    j["repoTags"] = {"a.example/x/app:v1", "b.example/y/app:v1"};
+    j["repoDigests"] = {"a.example/x/app@" + digest, "b.example/y/app@" + digest};
+    std::ofstream(record) << j.dump();
+    Images images(options());
+    EXPECT_EQ(images.status("b.example/y/app:v1")->ref_digest, "b.example/y/app@" + digest);
+    EXPECT_EQ(images.status("b.example/y/app@" + digest)->ref_digest, "b.example/y/app@" + digest);
+    EXPECT_EQ(images.status("a.example/x/app:v1")->ref_digest, "a.example/x/app@" + digest);
+    EXPECT_EQ(images.status(id)->ref_digest, "a.example/x/app@" + digest) << "by id: the first";
+}
