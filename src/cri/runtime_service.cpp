@@ -641,6 +641,13 @@ private:
         a->mutable_labels()->insert(r.config.labels.begin(), r.config.labels.end());
         a->mutable_annotations()->insert(r.config.annotations.begin(), r.config.annotations.end());
         fill_usage(out->mutable_cpu(), out->mutable_memory(), s);
+        if (s.writable_layer) {
+            auto* w = out->mutable_writable_layer();
+            w->set_timestamp(s.writable_layer->timestamp);
+            w->mutable_fs_id()->set_mountpoint(s.writable_layer->mountpoint);
+            w->mutable_used_bytes()->set_value(s.writable_layer->used_bytes);
+            w->mutable_inodes_used()->set_value(s.writable_layer->inodes_used);
+        }
     }
     static void fill_stats(v1::ContainerStats* out, const runtime::ContainerRecord& r,
                            const runtime::ContainerManager& containers) {

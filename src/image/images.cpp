@@ -106,33 +106,6 @@ struct Record {
     }
 };
 
-struct Usage {
-    std::uint64_t bytes = 0;
-    std::uint64_t inodes = 0;
-};
-
-void walk_usage(int dir_fd, Usage& u, std::set<std::pair<dev_t, ino_t>>& seen) {
-    DIR* d = ::fdopendir(dir_fd);
-    if (!d) {
-        ::close(dir_fd);
-        return;
-    }
-    std::unique_ptr<DIR, int (*)(DIR*)> guard(d, ::closedir);
-    while (auto* de = ::readdir(d)) {
-        const std::string n = de->d_name;
-        if (n == "." || n == "..") continue;
-        struct stat st {};
-        if (::fstatat(::dirfd(d), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        if (!seen.insert({st.st_dev, st.st_ino}).second) continue;
-        u.bytes += static_cast<std::uint64_t>(st.st_blocks) * 512;
-        u.inodes += 1;
-        if (S_ISDIR(st.st_mode)) {
-            const int fd = ::openat(::dirfd(d), n.c_str(), O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd >= 0) walk_usage(fd, u, seen);
-        }
-    }
-}
-
 }  // namespace
 
 class Store {
@@ -185,10 +158,7 @@ public:
         return images_.size();
     }
     FsUsage usage() const {
-        Usage u;
-        std::set<std::pair<dev_t, ino_t>> seen;
-        const int fd = ::open(opt_.root.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) walk_usage(fd, u, seen);
+        const auto u = disk_usage(opt_.root);
         return FsUsage{opt_.root, u.bytes, u.inodes, now_unix_ns()};
     }
     std::string acquire(const std::string& ref, const std::string& user) {

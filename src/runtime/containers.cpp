@@ -70,6 +70,12 @@ struct ContainerManager::Container {
     mutable std::mutex mu;  // guards rec and starting
     ContainerRecord rec;
     bool starting = false;  // an exit seen meanwhile is applied by start(), after Started
+    // The cached writable layer usage; held while it is measured (so a
+    // second stats call waits for that walk instead of making its own),
+    // never together with mu or op.
+    std::mutex layer_mu;
+    std::optional<WritableLayer> layer;
+    std::chrono::steady_clock::time_point layer_at;
     ContainerRecord get() const {
         std::lock_guard l(mu);
         return rec;
@@ -792,15 +798,32 @@ ContainerManager::Stats ContainerManager::cgroup_stats(const std::string& cg) {
     return s;
 }
 
-ContainerManager::Stats ContainerManager::stats(const std::string& id) const {
-    const auto r = find(id)->get();
-    if (r.state != ContainerState::Running) {
-        Stats s;
-        s.timestamp = now_unix_ns();
-        return s;
-    }
-    return cgroup_stats(scope_cgroup(r.slice, r.id));
+std::optional<ContainerManager::WritableLayer> ContainerManager::writable_layer(Container& c,
+                                                                                const std::string& id) const {
+    std::lock_guard l(c.layer_mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (c.layer && now - c.layer_at < kWritableLayerTtl) return c.layer;
+    const auto info = rootfs_.get(id);
+    if (!info) return std::nullopt;
+    const auto u = disk_usage(info->upper);
+    c.layer = WritableLayer{rootfs_.dir(), u.bytes, u.inodes, now_unix_ns()};
+    c.layer_at = now;
+    return c.layer;
 }
+
+ContainerManager::Stats ContainerManager::stats_of(const std::shared_ptr<Container>& c) const {
+    const auto r = c->get();
+    Stats s;
+    if (r.state == ContainerState::Running) {
+        s = cgroup_stats(scope_cgroup(r.slice, r.id));
+    } else {
+        s.timestamp = now_unix_ns();
+    }
+    s.writable_layer = writable_layer(*c, r.id);  // kept after the container ended, until removal
+    return s;
+}
+
+ContainerManager::Stats ContainerManager::stats(const std::string& id) const { return stats_of(find(id)); }
 
 namespace {
 
@@ -838,7 +861,13 @@ ContainerManager::PodStats ContainerManager::pod_stats_of(const PodRecord& pod) 
     pid_t net_pid = 0;
     for (const auto& r : list(filter)) {
         if (r.pod_id != pod.id) continue;
-        out.containers.emplace_back(r, cgroup_stats(scope_cgroup(r.slice, r.id)));
+        std::shared_ptr<Container> c;
+        try {
+            c = find(r.id);
+        } catch (const Error&) {
+            continue;  // removed meanwhile
+        }
+        out.containers.emplace_back(r, stats_of(c));
         if (!net_pid && r.pid > 0) net_pid = r.pid;
     }
     if (!pod.config.cgroup_parent.empty()) {

@@ -105,9 +105,22 @@ public:
     // created. Checked like CreateContainer's (InvalidArgument).
     void update_resources(const std::string& id, const ContainerResources& resources);
 
+    // The container's writable layer (its overlay upper directory), for the
+    // kubelet's ephemeral-storage accounting and eviction. Walking it costs
+    // (a hundred containers, a stats call every few seconds each): measured
+    // at most once per kWritableLayerTtl per container and cached, never
+    // under the container's locks.
+    struct WritableLayer {
+        std::string mountpoint;  // the file system's (ImageFsInfo's container filesystem)
+        std::uint64_t used_bytes = 0;
+        std::uint64_t inodes_used = 0;
+        std::int64_t timestamp = 0;  // when it was measured
+    };
+    static constexpr std::chrono::seconds kWritableLayerTtl{5};
+
     // ContainerStats: read from the cgroup files of crisd-<id>.scope (v1:
-    // cpuacct and memory hierarchies; v2: the unified one). Fields that cannot
-    // be read stay unset.
+    // cpuacct and memory hierarchies; v2: the unified one), and the writable
+    // layer. Fields that cannot be read stay unset.
     struct Stats {
         std::int64_t timestamp = 0;
         std::optional<std::uint64_t> cpu_ns;          // cumulative
@@ -115,6 +128,7 @@ public:
         std::optional<std::uint64_t> working_set;     // usage - inactive_file
         std::optional<std::uint64_t> rss;
         std::optional<std::uint64_t> processes;       // pids.current
+        std::optional<WritableLayer> writable_layer;
     };
     Stats stats(const std::string& id) const;
     // The scope's cgroup path ("/a.slice/a-b.slice/crisd-<id>.scope").
@@ -158,6 +172,9 @@ private:
     void create_in_pod(ContainerRecord& rec, const PodRecord& pod);
     PodStats pod_stats_of(const PodRecord& pod) const;
     void teardown(ContainerRecord& r);
+    std::optional<WritableLayer> writable_layer(Container& c, const std::string& id) const;
+    // The stats of one container as stats() gives them (null: removed meanwhile).
+    Stats stats_of(const std::shared_ptr<Container>& c) const;
     void stop_locked(Container& c, std::chrono::seconds timeout);
     void on_exit(const std::string& id);
     bool apply_exit(ContainerRecord& r);  // from the exit file; true when it changed r
