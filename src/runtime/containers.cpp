@@ -695,6 +695,69 @@ namespace crisd::runtime {
 
 std::shared_ptr<ContainerEvents> ContainerManager::subscribe() { return events_.subscribe(); }
 
+namespace {
+
+std::vector<ContainerRecord> containers_of(const ContainerManager& m, const std::string& pod_id) {
+    ContainerFilter filter;
+    filter.pod_id = pod_id;
+    auto all = m.list(filter);
+    std::erase_if(all, [&](const ContainerRecord& r) { return r.pod_id != pod_id; });  // a prefix matched more
+    return all;
+}
+
+}  // namespace
+
+ContainerManager::PodStatus ContainerManager::pod_status(const std::string& pod_id) const {
+    PodStatus out;
+    out.timestamp = now_unix_ns();
+    out.pod = pods_.status(pod_id);
+    out.containers = containers_of(*this, out.pod.id);
+    return out;
+}
+
+std::unique_ptr<ContainerManager::RuntimeEvents> ContainerManager::subscribe_all() {
+    return std::unique_ptr<RuntimeEvents>(new RuntimeEvents(*this, pods_.subscribe(), events_.subscribe()));
+}
+
+std::optional<ContainerManager::RuntimeEvent> ContainerManager::RuntimeEvents::next(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        if (!pod_) pod_ = pods_->next(0ms);
+        if (!container_) container_ = containers_->next(0ms);
+        if (pod_ && (!container_ || pod_->at <= container_->at)) {
+            RuntimeEvent e;
+            e.type = static_cast<ContainerEvent::Type>(pod_->type);
+            e.at = pod_->at;
+            e.id = pod_->pod.id;
+            e.pod = std::move(pod_->pod);
+            pod_.reset();
+            if (e.type != ContainerEvent::Type::Deleted) e.containers = containers_of(owner_, e.id);
+            return e;
+        }
+        if (container_) {
+            RuntimeEvent e;
+            e.type = container_->type;
+            e.at = container_->at;
+            e.id = container_->container.id;
+            const auto pod_id = container_->container.pod_id;
+            e.containers.push_back(std::move(container_->container));
+            container_.reset();
+            try {
+                e.pod = owner_.pods_.status(pod_id);
+            } catch (const Error& err) {
+                if (err.code() != Code::NotFound) throw;
+            }
+            for (auto& r : containers_of(owner_, pod_id))
+                if (r.id != e.id) e.containers.push_back(std::move(r));
+            return e;
+        }
+        // Nothing queued: wait on the pod queue a little, then look at both again.
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) return std::nullopt;
+        pod_ = pods_->next(std::min(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now), 50ms));
+    }
+}
+
 // Limits the node cannot apply, said once each (CRI-O and containerd leave
 // them out the same way, so a kubelet's pod still runs).
 void ContainerManager::note_ignored_limits(const ContainerResources& res) const {

@@ -24,9 +24,12 @@
 #include <thread>
 #include <vector>
 
+#include "common/caller.hpp"
 #include "common/events.hpp"
+#include "common/fd.hpp"
 #include "runtime/container.hpp"
 #include "runtime/oci.hpp"
+#include "runtime/pods.hpp"
 
 namespace crisd::image {
 class Images;
@@ -159,6 +162,52 @@ public:
 
     // A stream of container events (until the returned object is dropped).
     std::shared_ptr<ContainerEvents> subscribe();
+
+    // PodSandboxStatus as the kubelet's evented PLEG reads it: when the reply
+    // has a timestamp, the kubelet takes the pod's containers from this reply
+    // alone (kuberuntime_manager GetPodStatus).
+    struct PodStatus {
+        // ns since the epoch, taken before the pod and its containers are
+        // read: never newer than what the reply shows (the kubelet's cache
+        // drops an event older than the status it has).
+        std::int64_t timestamp = 0;
+        PodRecord pod;
+        std::vector<ContainerRecord> containers;  // every container of the pod, as ContainerStatus shows it
+    };
+    PodStatus pod_status(const std::string& pod_id) const;
+
+    // GetContainerEvents: the pod events and the container events in one
+    // stream, in the order they happened, each with what the evented PLEG
+    // needs to update its cache without asking again.
+    struct RuntimeEvent {
+        ContainerEvent::Type type = ContainerEvent::Type::Created;
+        std::int64_t at = 0;  // ns since the epoch
+        std::string id;       // the container's; the pod's for a pod event
+        // The pod as a pod event left it; for a container event the pod as
+        // it is now (none once it is removed).
+        std::optional<PodRecord> pod;
+        // A container event: that container as the event left it, then the
+        // pod's other containers as they are now. A pod event: every
+        // container of the pod as it is now.
+        std::vector<ContainerRecord> containers;
+    };
+    class RuntimeEvents {
+    public:
+        // Blocks up to `timeout` for the next event.
+        std::optional<RuntimeEvent> next(std::chrono::milliseconds timeout);
+
+    private:
+        friend class ContainerManager;
+        RuntimeEvents(const ContainerManager& owner, std::shared_ptr<EventQueue<PodEvent>> pods,
+                      std::shared_ptr<ContainerEvents> containers)
+            : owner_(owner), pods_(std::move(pods)), containers_(std::move(containers)) {}
+        const ContainerManager& owner_;
+        std::shared_ptr<EventQueue<PodEvent>> pods_;
+        std::shared_ptr<ContainerEvents> containers_;
+        std::optional<PodEvent> pod_;
+        std::optional<ContainerEvent> container_;
+    };
+    std::unique_ptr<RuntimeEvents> subscribe_all();
     // Called (from the exit watcher's thread, within 100 ms) after changes of
     // the set of containers or their states.
     void set_on_change(std::function<void()> fn);
