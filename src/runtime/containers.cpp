@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <string_view>
 #include <sstream>
@@ -142,7 +145,23 @@ std::string ContainerManager::run_runtime(const ContainerRecord& r, const std::v
 
 bool ContainerManager::apply_exit(ContainerRecord& r) {
     if (r.state == ContainerState::Exited) return false;
-    const auto s = monitor::read_exit_file(exit_dir(), r.id);
+    std::optional<monitor::ExitStatus> s;
+    try {
+        s = monitor::read_exit_file(exit_dir(), r.id);
+    } catch (const Error& e) {
+        // conmon writes it by rename, so this is damage, not a half-written
+        // file: the container has ended, how is unknown.
+        spdlog::error("container {}: {}", r.id.substr(0, 12), e.what());
+        r.state = ContainerState::Exited;
+        r.exit_code = 255;
+        r.oom_killed = false;
+        r.reason = "Error";
+        r.message = std::string("crisd-conmon's exit file could not be read (") + e.what() +
+                    "); the exit status is unknown";
+        r.finished_at = now_unix_ns();
+        if (r.started_at == 0) r.started_at = r.finished_at;
+        return true;
+    }
     if (!s) return false;
     r.state = ContainerState::Exited;
     r.exit_code = s->exit_code;
@@ -181,29 +200,135 @@ void ContainerManager::on_exit(const std::string& id) {
     exit_cv_.notify_all();
 }
 
-bool ContainerManager::wait_exited(Container& c, std::chrono::milliseconds timeout) {
+ContainerManager::Waited ContainerManager::wait_exited(Container& c, std::chrono::milliseconds timeout) {
     // The watcher applies the exit and wakes us. Once a second the exit file
     // is read too (outside exit_mu_, errors only logged), so that a wake-up
-    // that never comes costs time, not the stop.
+    // that never comes costs time, not the stop; and a conmon that is gone
+    // ends the wait (nothing would write the exit).
     const auto exited = [&] {
         std::lock_guard l(c.mu);
         return c.rec.state == ContainerState::Exited;
     };
-    const auto id = c.get().id;
+    const auto r = c.get();
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         {
             std::unique_lock g(exit_mu_);
             const auto now = std::chrono::steady_clock::now();
             if (exit_cv_.wait_for(g, std::min<std::chrono::steady_clock::duration>(deadline - now, 1s), exited))
-                return true;
+                return Waited::Exited;
         }
         try {
-            if (monitor::read_exit_file(exit_dir(), id)) return true;
+            if (monitor::read_exit_file(exit_dir(), r.id)) return Waited::Exited;
         } catch (const Error& e) {
             spdlog::warn("{}", e.what());
+            return Waited::Exited;  // apply_exit records it as unreadable
         }
-        if (std::chrono::steady_clock::now() >= deadline) return false;
+        if (!monitor_alive(r.monitor_pid, r.id)) return Waited::MonitorGone;
+        if (std::chrono::steady_clock::now() >= deadline) return Waited::TimedOut;
+    }
+}
+
+void ContainerManager::watch_monitor(const ContainerRecord& r) {
+    if (r.state == ContainerState::Exited || r.monitor_pid <= 0) return;
+    auto fd = std::make_shared<UniqueFd>(static_cast<int>(::syscall(SYS_pidfd_open, r.monitor_pid, 0)));
+    // Opened first, then checked: a pid reused by another process since is
+    // not taken for the monitor. A conmon gone already is seen by poll() as
+    // readable at once, as is one that ends later.
+    if (!*fd) {
+        if (errno != ESRCH) {
+            spdlog::warn("container {}: cannot watch its crisd-conmon (pid {}): {}", r.id.substr(0, 12),
+                         r.monitor_pid, std::strerror(errno));
+            return;
+        }
+    } else if (!monitor_alive(r.monitor_pid, r.id)) {
+        fd->reset();
+    }
+    if (!*fd) {
+        // Gone already: an fd that poll() reports at once (the read end of
+        // a pipe whose write end is closed).
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) != 0) return;
+        ::close(p[1]);
+        fd->reset(p[0]);
+    }
+    std::lock_guard l(watch_mu_);
+    monitors_[r.id] = std::move(fd);
+}
+
+void ContainerManager::unwatch_monitor(const std::string& id) {
+    std::lock_guard l(watch_mu_);
+    monitors_.erase(id);  // the watcher's copy closes it when it drops it
+}
+
+void ContainerManager::on_monitor_exit(const std::string& id) {
+    unwatch_monitor(id);
+    std::shared_ptr<Container> c;
+    {
+        std::lock_guard lock(mu_);
+        auto it = containers_.find(id);
+        if (it == containers_.end()) return;
+        c = it->second;
+    }
+    {
+        std::lock_guard l(c->mu);
+        if (c->starting) return;  // start() looks at its monitor when it is done
+    }
+    on_exit(id);  // conmon wrote the exit file before it left: the usual end
+    const auto r = c->get();
+    if (r.state != ContainerState::Exited)
+        monitor_gone(*c, "crisd-conmon (pid " + std::to_string(r.monitor_pid) +
+                             ") died without recording the container's exit (killed, or out of memory in the "
+                             "pod's slice); the container's processes were killed and its exit status is unknown");
+}
+
+void ContainerManager::monitor_gone(Container& c, const std::string& message) {
+    const auto r = c.get();
+    if (r.state == ContainerState::Exited) return;
+    const log::Fields f{{"CONTAINER_ID", r.id}};
+    // The container's processes are not conmon's children any more and would
+    // run on unseen: end them (every process of crisd-<id>.scope).
+    try {
+        systemd_.kill_unit(r.scope(), SIGKILL);
+    } catch (const Error& e) {
+        if (e.code() != Code::NotFound) spdlog::warn("killing what is left of container {}: {}", r.id.substr(0, 12), e.what());
+    }
+    {
+        std::lock_guard l(c.mu);
+        if (c.rec.state == ContainerState::Exited) return;
+        if (!apply_exit(c.rec)) {  // an exit file after all: that is the truth
+            c.rec.state = ContainerState::Exited;
+            c.rec.exit_code = 255;
+            c.rec.oom_killed = false;
+            c.rec.reason = "Error";
+            c.rec.message = message;
+            c.rec.finished_at = now_unix_ns();
+            spdlog::warn("container {} ({}): {}", r.id.substr(0, 12), r.config.metadata.name, message);
+        }
+        try {
+            save(c.rec);
+        } catch (const Error& e) {
+            spdlog::error("{}", e.what());
+        }
+        emit(ContainerEvent::Type::Stopped, c.rec);
+    }
+    unwatch_monitor(r.id);
+    { std::lock_guard g(exit_mu_); }
+    exit_cv_.notify_all();
+}
+
+std::optional<std::string> ContainerManager::runtime_state(const ContainerRecord& r) const {
+    struct stat st {};
+    if (::stat((r.runtime_root + "/" + r.id).c_str(), &st) != 0) return std::nullopt;
+    try {
+        const auto out = run_runtime(r, {"state", r.id});
+        // Only the JSON object (a runtime may print warnings around it).
+        const auto open = out.find('{'), close = out.rfind('}');
+        if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
+        return json::parse(out.substr(open, close - open + 1)).value("status", std::string());
+    } catch (const std::exception& e) {
+        spdlog::debug("container {}: runtime state: {}", r.id.substr(0, 12), e.what());
+        return std::nullopt;
     }
 }
 
@@ -219,13 +344,42 @@ void ContainerManager::watch_exits() {
         for (const auto& id : ids) on_exit(id);
     }
     watcher_ = std::thread([this, w = std::move(watcher)]() mutable {
+        // Nothing that goes wrong for one container may end the thread (or,
+        // uncaught, crisd): logged, and the loop goes on.
+        const auto guarded = [](const char* what, const std::string& id, auto&& fn) {
+            try {
+                fn();
+            } catch (const std::exception& e) {
+                spdlog::error("{} of container {}: {}", what, id.substr(0, 12), e.what());
+            }
+        };
+        std::vector<pollfd> fds;
+        std::vector<std::pair<std::string, std::shared_ptr<UniqueFd>>> watched;
         while (!stopping_) {
-            pollfd p{w.fd(), POLLIN, 0};
-            if (::poll(&p, 1, 100) > 0)
-                for (const auto& id : w.take()) on_exit(id);
-            if (changed_.exchange(false)) {
-                std::lock_guard lock(change_mu_);
-                if (on_change_) on_change_();
+            try {
+                watched.clear();
+                {
+                    std::lock_guard l(watch_mu_);
+                    watched.assign(monitors_.begin(), monitors_.end());
+                }
+                fds.assign(1, pollfd{w.fd(), POLLIN, 0});
+                for (const auto& [_, fd] : watched) fds.push_back(pollfd{fd->get(), POLLIN, 0});
+                if (::poll(fds.data(), fds.size(), 100) > 0) {
+                    if (fds[0].revents != 0)
+                        for (const auto& id : w.take()) guarded("the exit", id, [&] { on_exit(id); });
+                    for (std::size_t i = 1; i < fds.size(); ++i)
+                        if (fds[i].revents != 0) {
+                            const auto& id = watched[i - 1].first;
+                            guarded("the end of the monitor", id, [&] { on_monitor_exit(id); });
+                        }
+                }
+                if (changed_.exchange(false)) {
+                    std::lock_guard lock(change_mu_);
+                    if (on_change_) on_change_();
+                }
+            } catch (const std::exception& e) {
+                spdlog::error("the container exit watcher: {}", e.what());
+                std::this_thread::sleep_for(100ms);
             }
         }
     });
@@ -250,17 +404,41 @@ void ContainerManager::load() {
             }
             continue;
         }
-        apply_exit(rec);
+        bool changed = apply_exit(rec);  // an unreadable exit file too: never stops crisd's start
         if (rec.state != ContainerState::Exited && !monitor_alive(rec.monitor_pid, rec.id)) {
-            // Its monitor is gone without an exit file (a reboot, or SIGKILL).
+            // Its monitor is gone without an exit file (a reboot, or SIGKILL):
+            // what may still run of it is ended.
+            try {
+                systemd_.kill_unit(rec.scope(), SIGKILL);
+            } catch (const Error& e) {
+                if (e.code() != Code::NotFound) spdlog::warn("killing what is left of container {}: {}", rec.id, e.what());
+            }
             rec.state = ContainerState::Exited;
             rec.exit_code = 255;
             rec.reason = "Error";
             rec.message = "crisd-conmon was gone at crisd's start; the exit status is unknown";
             rec.finished_at = now_unix_ns();
-            save(rec);
+            changed = true;
+        } else if (rec.state == ContainerState::Created) {
+            // crisd died between `runtime start` and the record's save: the
+            // runtime knows whether it runs.
+            const auto st = runtime_state(rec);
+            if (st && (*st == "running" || *st == "stopped" || *st == "paused")) {
+                spdlog::info("container {} was started before crisd went away; it is running", rec.id.substr(0, 12));
+                rec.state = ContainerState::Running;
+                rec.started_at = now_unix_ns();  // the moment is unknown: not before now
+                changed = true;
+            }
+        }
+        if (changed) {
+            try {
+                save(rec);
+            } catch (const Error& e) {
+                spdlog::error("{}", e.what());
+            }
         }
         names_.restore(reservation_key(rec), rec.id);
+        watch_monitor(rec);
         auto c = std::make_shared<Container>();
         c->rec = std::move(rec);
         std::lock_guard lock(mu_);
@@ -460,6 +638,7 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         std::lock_guard lock(mu_);
         containers_[rec.id] = c;
     }
+    watch_monitor(rec);
     emit(ContainerEvent::Type::Created, rec);
     spdlog::info("created container {} ({}) in pod {}/{} with {}, seccomp {}", rec.id.substr(0, 12),
                  config.metadata.name, rec.pod_namespace, rec.pod_name, rec.runtime_handler,
@@ -487,25 +666,63 @@ void ContainerManager::start(const std::string& id) {
         std::lock_guard l(c->mu);
         c->starting = true;
     }
+    std::exception_ptr failed;
+    bool runtime_refused = false;  // the runtime's own error: `start` did not happen
     try {
         monitor::start(r.socket_dir(), 60s);
-    } catch (const Error&) {
+    } catch (const monitor::RuntimeError&) {
+        failed = std::current_exception();
+        runtime_refused = true;
+    } catch (const Error&) {  // a timeout, a dropped connection: it may have started all the same
+        failed = std::current_exception();
+    }
+    // After a failure the runtime says what happened: a container that runs
+    // (or ran: "stopped", an exit file) is recorded as started, whatever the
+    // reply said, so that the kubelet never starts a second copy.
+    bool ran = !failed;
+    std::optional<std::string> state;
+    if (failed) {
+        state = runtime_state(r);
+        ran = (state && *state != "created") || ::access((exit_dir() + "/" + r.id).c_str(), F_OK) == 0;
+        spdlog::warn("starting container {} failed; the runtime says it is {}", r.id.substr(0, 12),
+                     state ? *state : "unknown");
+    }
+    bool running = false;
+    {
         std::lock_guard l(c->mu);
         c->starting = false;
-        if (apply_exit(c->rec)) save(c->rec);
-        throw;
+        if (ran) {
+            c->rec.started_at = started;
+            if (c->rec.state == ContainerState::Created) c->rec.state = ContainerState::Running;
+            save(c->rec);
+            emit(ContainerEvent::Type::Started, c->rec);
+        }
+        if (apply_exit(c->rec)) {  // it ended while being started
+            save(c->rec);
+            emit(ContainerEvent::Type::Stopped, c->rec);
+        }
+        running = c->rec.state == ContainerState::Running;
     }
-    std::lock_guard l(c->mu);
-    c->starting = false;
-    c->rec.started_at = started;
-    if (c->rec.state == ContainerState::Created) c->rec.state = ContainerState::Running;
-    save(c->rec);
-    emit(ContainerEvent::Type::Started, c->rec);
-    if (apply_exit(c->rec)) {  // it ended while being started
-        save(c->rec);
-        emit(ContainerEvent::Type::Stopped, c->rec);
+    if (!monitor_alive(r.monitor_pid, r.id)) {
+        monitor_gone(*c, "crisd-conmon (pid " + std::to_string(r.monitor_pid) +
+                             ") died while the container was being started; its processes were killed");
+        running = false;
+    } else if (failed && !ran && !runtime_refused) {
+        // Still "created" after an unanswered start: the start may yet
+        // happen behind a record that says created. It never will: killed,
+        // and the exit watcher records its end.
+        try {
+            run_runtime(r, {"kill", r.id, std::to_string(SIGKILL)});
+        } catch (const Error& e) {
+            spdlog::debug("{}", e.what());
+        }
     }
-    spdlog::info("started container {} ({})", r.id.substr(0, 12), r.config.metadata.name);
+    if (failed && !running) std::rethrow_exception(failed);
+    if (failed)
+        spdlog::warn("container {} ({}) runs although its start was not confirmed; recorded as running",
+                     r.id.substr(0, 12), r.config.metadata.name);
+    else
+        spdlog::info("started container {} ({})", r.id.substr(0, 12), r.config.metadata.name);
 }
 
 void ContainerManager::stop(const std::string& id, std::chrono::seconds timeout) {
@@ -514,10 +731,32 @@ void ContainerManager::stop(const std::string& id, std::chrono::seconds timeout)
     stop_locked(*c, timeout);
 }
 
+void ContainerManager::kill_remaining(const ContainerRecord& r) const {
+    struct stat st {};
+    if (::stat((r.runtime_root + "/" + r.id).c_str(), &st) != 0) return;  // deleted: nothing left
+    try {
+        run_runtime(r, {"kill", "--all", r.id, std::to_string(SIGKILL)});
+    } catch (const Error& e) {
+        spdlog::debug("{}", e.what());  // "container not running": nothing was left
+    }
+}
+
 void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
     const auto r = c.get();
-    if (r.state == ContainerState::Exited) return;
     const log::Fields f{{"CONTAINER_ID", r.id}};
+    if (r.state == ContainerState::Exited) {
+        // Its first process has ended; in a PID namespace it does not own,
+        // what it started runs on (PID POD/TARGET/NODE).
+        if (r.shares_pid_namespace()) kill_remaining(r);
+        return;
+    }
+    const std::string gone_message =
+        "crisd-conmon (pid " + std::to_string(r.monitor_pid) +
+        ") is gone without recording the container's exit; its processes were killed and its exit status is unknown";
+    if (!monitor_alive(r.monitor_pid, r.id)) {  // nothing would ever write the exit: no waiting
+        monitor_gone(c, gone_message);
+        return;
+    }
     auto signal = [&](int sig) {
         try {
             if (r.shares_pid_namespace())  // its other processes would outlive its first one
@@ -528,30 +767,24 @@ void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
             spdlog::debug("{}", e.what());  // it may have exited already
         }
     };
-    bool exited = false;
+    auto waited = Waited::TimedOut;
     if (timeout.count() > 0 && r.state == ContainerState::Running) {
         signal(r.stop_signal);
-        exited = wait_exited(c, timeout);
+        waited = wait_exited(c, timeout);
     }
-    if (!exited) {
+    if (waited == Waited::TimedOut) {
         if (timeout.count() > 0)
             spdlog::info("container {} did not stop within {} s of signal {}; killing it", r.id.substr(0, 12),
                          timeout.count(), r.stop_signal);
         signal(SIGKILL);
-        exited = wait_exited(c, 30s);
+        waited = wait_exited(c, 30s);
     }
-    if (!exited && !monitor_alive(r.monitor_pid, r.id)) {
-        std::lock_guard l(c.mu);
-        c.rec.state = ContainerState::Exited;
-        c.rec.exit_code = 137;
-        c.rec.reason = "Error";
-        c.rec.message = "crisd-conmon is gone; the exit status is unknown";
-        c.rec.finished_at = now_unix_ns();
-        save(c.rec);
-        emit(ContainerEvent::Type::Stopped, c.rec);
+    if (waited == Waited::MonitorGone) {
+        monitor_gone(c, gone_message);
         return;
     }
-    if (!exited) throw Error(Code::DeadlineExceeded, "container " + r.id + " did not exit after SIGKILL");
+    if (waited == Waited::TimedOut)
+        throw Error(Code::DeadlineExceeded, "container " + r.id + " did not exit after SIGKILL");
     std::lock_guard l(c.mu);
     if (apply_exit(c.rec)) {
         save(c.rec);
@@ -572,6 +805,7 @@ void ContainerManager::remove(const std::string& id) {
     stop_locked(*c, 0s);
     auto r = c->get();
     const log::Fields f{{"CONTAINER_ID", r.id}};
+    unwatch_monitor(r.id);
     teardown(r);
     names_.release(reservation_key(r));
     {

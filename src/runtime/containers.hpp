@@ -225,9 +225,31 @@ private:
     // The stats of one container as stats() gives them (null: removed meanwhile).
     Stats stats_of(const std::shared_ptr<Container>& c) const;
     void stop_locked(Container& c, std::chrono::seconds timeout);
+    // In a PID namespace it does not own, a container's first process can end
+    // while others it started run on: they are killed (`kill --all`).
+    void kill_remaining(const ContainerRecord& r) const;
     void on_exit(const std::string& id);
-    bool apply_exit(ContainerRecord& r);  // from the exit file; true when it changed r
+    // From the exit file; true when it changed r. An exit file that cannot
+    // be read ends the container too (255, a message saying so).
+    bool apply_exit(ContainerRecord& r);
     void watch_exits();
+    // The runtime's `state` status ("created", "running", "stopped",
+    // "paused"), or nullopt when the runtime does not know the container.
+    std::optional<std::string> runtime_state(const ContainerRecord& r) const;
+
+    // Each container's crisd-conmon, as a pidfd that the exit watcher's one
+    // thread polls next to its inotify fd (no thread per container). A
+    // conmon that ends without an exit file (killed, OOM in the pod's slice)
+    // ends its container: monitor_gone().
+    std::mutex watch_mu_;  // guards monitors_ only
+    std::map<std::string, std::shared_ptr<UniqueFd>> monitors_;
+    void watch_monitor(const ContainerRecord& r);
+    void unwatch_monitor(const std::string& id);
+    void on_monitor_exit(const std::string& id);
+    // crisd-conmon is gone and no exit file says how the container ended:
+    // its processes are killed (so that EXITED is true and no new attempt
+    // runs next to them) and it is Exited with 255, reason Error, `message`.
+    void monitor_gone(Container& c, const std::string& message);
     static RuntimeRef runtime_of(const ContainerRecord& r);
     std::vector<std::string> runtime_args(const ContainerRecord& r) const;
     std::string run_runtime(const ContainerRecord& r, const std::vector<std::string>& args) const;
@@ -258,8 +280,11 @@ private:
     // a hundred at once, and fs.inotify.max_user_instances is 128).
     std::mutex exit_mu_;  // taken alone or before a container's mu, never after
     std::condition_variable exit_cv_;
-    // Waits until `c` is Exited, up to `timeout`; true when it is.
-    bool wait_exited(Container& c, std::chrono::milliseconds timeout);
+    // Waits until `c` is Exited (or its exit file is there), up to
+    // `timeout`; stops early when its crisd-conmon is gone, which would
+    // never write the exit.
+    enum class Waited { Exited, MonitorGone, TimedOut };
+    Waited wait_exited(Container& c, std::chrono::milliseconds timeout);
 
     std::atomic<bool> stopping_{false};
     std::thread watcher_;
