@@ -231,14 +231,16 @@ ContainerManager::Waited ContainerManager::wait_exited(Container& c, std::chrono
 
 void ContainerManager::watch_monitor(const ContainerRecord& r) {
     if (r.state == ContainerState::Exited || r.monitor_pid <= 0) return;
-    auto fd = std::make_shared<UniqueFd>(static_cast<int>(::syscall(SYS_pidfd_open, r.monitor_pid, 0)));
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, r.monitor_pid, 0));
+    const int err = errno;
+    auto fd = std::make_shared<UniqueFd>(pidfd);
     // Opened first, then checked: a pid reused by another process since is
     // not taken for the monitor. A conmon gone already is seen by poll() as
     // readable at once, as is one that ends later.
     if (!*fd) {
-        if (errno != ESRCH) {
+        if (err != ESRCH) {
             spdlog::warn("container {}: cannot watch its crisd-conmon (pid {}): {}", r.id.substr(0, 12),
-                         r.monitor_pid, std::strerror(errno));
+                         r.monitor_pid, std::strerror(err));
             return;
         }
     } else if (!monitor_alive(r.monitor_pid, r.id)) {
