@@ -1,5 +1,6 @@
 #include "common/files.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,6 +8,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <memory>
+#include <set>
+#include <string_view>
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
@@ -87,6 +91,47 @@ std::vector<std::pair<std::string, std::string>> read_records(const std::string&
     if (ec && ec != std::errc::no_such_file_or_directory) throw sys_error("reading " + dir, ec.value());
     std::sort(records.begin(), records.end());
     return records;
+}
+
+namespace {
+
+void walk_usage(int dir_fd, dev_t dev, DiskUsage& u, std::set<std::pair<dev_t, ino_t>>& seen) {
+    DIR* d = ::fdopendir(dir_fd);
+    if (!d) {
+        ::close(dir_fd);
+        return;
+    }
+    const std::unique_ptr<DIR, int (*)(DIR*)> guard(d, ::closedir);
+    while (const auto* de = ::readdir(d)) {
+        const std::string_view n = de->d_name;
+        if (n == "." || n == "..") continue;
+        struct stat st {};
+        if (::fstatat(::dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        if (st.st_dev != dev) continue;  // a mount point: another file system
+        if (st.st_nlink > 1 && !S_ISDIR(st.st_mode) && !seen.insert({st.st_dev, st.st_ino}).second) continue;
+        u.bytes += static_cast<std::uint64_t>(st.st_blocks) * 512;
+        u.inodes += 1;
+        if (S_ISDIR(st.st_mode)) {
+            const int fd = ::openat(::dirfd(d), de->d_name, O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd >= 0) walk_usage(fd, dev, u, seen);
+        }
+    }
+}
+
+}  // namespace
+
+DiskUsage disk_usage(const std::string& dir) {
+    DiskUsage u;
+    const int fd = ::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return u;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        ::close(fd);
+        return u;
+    }
+    std::set<std::pair<dev_t, ino_t>> seen;
+    walk_usage(fd, st.st_dev, u, seen);
+    return u;
 }
 
 }  // namespace crisd

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -27,5 +28,17 @@ void write_file_atomic(const std::string& path, const std::string& data, mode_t 
 // name order. Temp files left by an interrupted write_file_atomic ("*.tmp")
 // are removed. A missing directory has no records; an unreadable one throws.
 std::vector<std::pair<std::string, std::string>> read_records(const std::string& dir);
+
+// What the files below a directory take on disk: allocated bytes (st_blocks,
+// so sparse files count what they use) and inodes, each hard-linked inode
+// once, the directory itself not included. Only `dir`'s file system: a mount
+// below it (an overlay's merged/, a bind mount) is neither counted nor
+// entered. Entries that vanish or cannot be read meanwhile are skipped; a
+// missing `dir` is zero. For ImageFsInfo and the writable layer in stats.
+struct DiskUsage {
+    std::uint64_t bytes = 0;
+    std::uint64_t inodes = 0;
+};
+DiskUsage disk_usage(const std::string& dir);
 
 }  // namespace crisd

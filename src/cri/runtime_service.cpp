@@ -6,6 +6,7 @@
 
 #include "cri_api.hpp"
 #include "crisd_build.hpp"
+#include "common/caller.hpp"
 #include "common/ids.hpp"
 #include "cri/call.hpp"
 #include "cri/cri.hpp"
@@ -23,6 +24,9 @@ namespace {
 namespace v1 = ::runtime::v1;
 using grpc::ServerContext;
 
+
+// The client of a call as the services see it: cancellation and deadline.
+Caller caller_of(ServerContext* ctx) { return {[ctx] { return ctx->IsCancelled(); }, ctx->deadline()}; }
 
 // ---- proto <-> runtime types (translation only) ----
 
@@ -320,7 +324,7 @@ public:
             if (!req->has_config() || !req->config().has_metadata())
                 throw Error(Code::InvalidArgument, "RunPodSandbox: config.metadata is required");
             const auto config = pod_config(req->config(), req->runtime_handler());
-            resp->set_pod_sandbox_id(pods.run(config, [ctx] { return ctx->IsCancelled(); }));
+            resp->set_pod_sandbox_id(pods.run(config, caller_of(ctx)));
         });
     }
 
@@ -339,10 +343,14 @@ public:
     grpc::Status PodSandboxStatus(ServerContext*, const v1::PodSandboxStatusRequest* req,
                                   v1::PodSandboxStatusResponse* resp) override {
         return call("PodSandboxStatus", [&] {
-            const auto rec = pods_or_unimplemented("PodSandboxStatus").status(req->pod_sandbox_id());
-            fill_status(resp->mutable_status(), rec);
-            resp->set_timestamp(now_unix_ns());
-            if (req->verbose()) (*resp->mutable_info())["info"] = runtime::to_json(rec).dump();
+            pods_or_unimplemented("PodSandboxStatus");
+            const auto st = containers_or_unimplemented("PodSandboxStatus").pod_status(req->pod_sandbox_id());
+            fill_status(resp->mutable_status(), st.pod);
+            // With a timestamp the kubelet's evented PLEG takes the pod's
+            // containers from containers_statuses alone.
+            for (const auto& r : st.containers) fill_container_status(resp->add_containers_statuses(), r);
+            resp->set_timestamp(st.timestamp);
+            if (req->verbose()) (*resp->mutable_info())["info"] = runtime::to_json(st.pod).dump();
         });
     }
 
@@ -382,7 +390,7 @@ public:
                 throw Error(Code::InvalidArgument, "CreateContainer: pod_sandbox_id is required");
             const auto config = container_config(req->config());
             resp->set_container_id(
-                containers.create(req->pod_sandbox_id(), config, [ctx] { return ctx->IsCancelled(); }));
+                containers.create(req->pod_sandbox_id(), config, caller_of(ctx)));
         });
     }
 
@@ -549,53 +557,33 @@ public:
     CRISD_UNIMPLEMENTED(CheckpointContainer)
     CRISD_UNIMPLEMENTED(ListMetricDescriptors)
     CRISD_UNIMPLEMENTED(ListPodSandboxMetrics)
-    CRISD_UNIMPLEMENTED(RuntimeConfig)
+    // The kubelet (KubeletCgroupDriverFromCRI) takes its cgroup driver from here.
+    grpc::Status RuntimeConfig(ServerContext*, const v1::RuntimeConfigRequest*,
+                               v1::RuntimeConfigResponse* resp) override {
+        return call("RuntimeConfig", [&] {
+            resp->mutable_linux()->set_cgroup_driver(static_cast<v1::CgroupDriver>(runtime::cgroup_driver()));
+        });
+    }
     CRISD_UNIMPLEMENTED(UpdatePodSandboxResources)
 
-    // Pod events for the kubelet's evented PLEG (the container half adds its
-    // own): the sandbox id as container_id and the pod's status after the event.
+    // Pod and container events for the kubelet's evented PLEG, merged in
+    // order by the container service.
     grpc::Status GetContainerEvents(ServerContext* ctx, const v1::GetEventsRequest*,
-                              grpc::ServerWriter<v1::ContainerEventResponse>* writer) override {
-        if (!b_.pods) return call("GetContainerEvents", [] { unimplemented("GetContainerEvents"); });
+                                    grpc::ServerWriter<v1::ContainerEventResponse>* writer) override {
+        if (!b_.pods || !b_.containers)
+            return call("GetContainerEvents", [] { unimplemented("GetContainerEvents"); });
         spdlog::debug("GetContainerEvents: a client subscribed");
-        const auto events = b_.pods->subscribe();
-        const auto container_events = b_.containers ? b_.containers->subscribe() : nullptr;
+        const auto events = b_.containers->subscribe_all();
         while (!ctx->IsCancelled()) {
-            const auto wait = std::chrono::milliseconds(container_events ? 100 : 500);
-            if (const auto e = events->next(wait)) {
-                v1::ContainerEventResponse out;
-                out.set_container_id(e->pod.id);
-                out.set_container_event_type(static_cast<v1::ContainerEventType>(e->type));
-                out.set_created_at(e->at);
-                fill_status(out.mutable_pod_sandbox_status(), e->pod);
-                if (!writer->Write(out)) break;
-            }
-            if (!container_events) continue;
-            // Container events: the container's id, its pod's status (when the
-            // pod is still there) and the statuses of the pod's containers.
-            bool gone = false;
-            while (const auto e = container_events->next(std::chrono::milliseconds(0))) {
-                v1::ContainerEventResponse out;
-                out.set_container_id(e->container.id);
-                out.set_container_event_type(static_cast<v1::ContainerEventType>(e->type));
-                out.set_created_at(e->at);
-                try {
-                    fill_status(out.mutable_pod_sandbox_status(), b_.pods->status(e->container.pod_id));
-                } catch (const Error&) {
-                }
-                runtime::ContainerFilter f;
-                f.pod_id = e->container.pod_id;
-                // This container as the event left it, the others as they are now.
-                fill_container_status(out.add_containers_statuses(), e->container);
-                for (const auto& r : b_.containers->list(f))
-                    if (r.pod_id == e->container.pod_id && r.id != e->container.id)
-                        fill_container_status(out.add_containers_statuses(), r);
-                if (!writer->Write(out)) {
-                    gone = true;
-                    break;
-                }
-            }
-            if (gone) break;
+            const auto e = events->next(std::chrono::milliseconds(100));
+            if (!e) continue;
+            v1::ContainerEventResponse out;
+            out.set_container_id(e->id);
+            out.set_container_event_type(static_cast<v1::ContainerEventType>(e->type));
+            out.set_created_at(e->at);
+            if (e->pod) fill_status(out.mutable_pod_sandbox_status(), *e->pod);
+            for (const auto& r : e->containers) fill_container_status(out.add_containers_statuses(), r);
+            if (!writer->Write(out)) break;
         }
         spdlog::debug("GetContainerEvents: a client went away");
         return grpc::Status::OK;
@@ -631,6 +619,13 @@ private:
         a->mutable_labels()->insert(r.config.labels.begin(), r.config.labels.end());
         a->mutable_annotations()->insert(r.config.annotations.begin(), r.config.annotations.end());
         fill_usage(out->mutable_cpu(), out->mutable_memory(), s);
+        if (s.writable_layer) {
+            auto* w = out->mutable_writable_layer();
+            w->set_timestamp(s.writable_layer->timestamp);
+            w->mutable_fs_id()->set_mountpoint(s.writable_layer->mountpoint);
+            w->mutable_used_bytes()->set_value(s.writable_layer->used_bytes);
+            w->mutable_inodes_used()->set_value(s.writable_layer->inodes_used);
+        }
     }
     static void fill_stats(v1::ContainerStats* out, const runtime::ContainerRecord& r,
                            const runtime::ContainerManager& containers) {

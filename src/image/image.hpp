@@ -52,6 +52,9 @@ struct ImageInfo {
     std::string id;  // "sha256:<config digest hex>"
     std::vector<std::string> repo_tags;
     std::vector<std::string> repo_digests;
+    // status(ref) only: the repo digest of the repository `ref` named (else
+    // the first repo digest, else empty): a container's image_ref.
+    std::string ref_digest;
     std::int64_t size = 0;  // bytes of the layers as pulled (compressed) plus the config
     std::optional<std::int64_t> uid;  // from the config's User when numeric
     std::string username;             // from the config's User when a name

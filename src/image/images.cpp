@@ -106,33 +106,6 @@ struct Record {
     }
 };
 
-struct Usage {
-    std::uint64_t bytes = 0;
-    std::uint64_t inodes = 0;
-};
-
-void walk_usage(int dir_fd, Usage& u, std::set<std::pair<dev_t, ino_t>>& seen) {
-    DIR* d = ::fdopendir(dir_fd);
-    if (!d) {
-        ::close(dir_fd);
-        return;
-    }
-    std::unique_ptr<DIR, int (*)(DIR*)> guard(d, ::closedir);
-    while (auto* de = ::readdir(d)) {
-        const std::string n = de->d_name;
-        if (n == "." || n == "..") continue;
-        struct stat st {};
-        if (::fstatat(::dirfd(d), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        if (!seen.insert({st.st_dev, st.st_ino}).second) continue;
-        u.bytes += static_cast<std::uint64_t>(st.st_blocks) * 512;
-        u.inodes += 1;
-        if (S_ISDIR(st.st_mode)) {
-            const int fd = ::openat(::dirfd(d), n.c_str(), O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd >= 0) walk_usage(fd, u, seen);
-        }
-    }
-}
-
 }  // namespace
 
 class Store {
@@ -168,9 +141,16 @@ public:
     }
     std::optional<ImageInfo> status(const std::string& ref) const {
         std::lock_guard lock(mu_);
-        const Record* r = find_locked(ref);
+        std::string repository;
+        const Record* r = find_locked(ref, &repository);
         if (!r) return std::nullopt;
-        return info(*r);
+        auto i = info(*r);
+        // The digest under the repository `ref` named (an image pulled under
+        // two names has one for each); else the first.
+        for (const auto& d : r->repo_digests)
+            if (!repository.empty() && d.starts_with(repository + "@")) i.ref_digest = d;
+        if (i.ref_digest.empty() && !r->repo_digests.empty()) i.ref_digest = r->repo_digests.front();
+        return i;
     }
     void remove(const std::string& ref);
     std::size_t count() const {
@@ -178,10 +158,7 @@ public:
         return images_.size();
     }
     FsUsage usage() const {
-        Usage u;
-        std::set<std::pair<dev_t, ino_t>> seen;
-        const int fd = ::open(opt_.root.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) walk_usage(fd, u, seen);
+        const auto u = disk_usage(opt_.root);
         return FsUsage{opt_.root, u.bytes, u.inodes, now_unix_ns()};
     }
     std::string acquire(const std::string& ref, const std::string& user) {
@@ -248,7 +225,8 @@ private:
 
     // The record `ref` names: an id ("sha256:<hex>", "<hex>" or a unique hex
     // prefix), name@digest, or name[:tag] (short names through registries.conf).
-    const Record* find_locked(const std::string& ref) const {
+    // `repository`: the name the reference resolved to, when it was a name.
+    const Record* find_locked(const std::string& ref, std::string* repository = nullptr) const {
         if (ref.empty()) return nullptr;
         std::string hex = ref.starts_with("sha256:") ? ref.substr(7) : ref;
         if (is_hex(hex) && hex.size() == 64) {
@@ -273,11 +251,13 @@ private:
                 const std::string tagged = c.digest.empty() ? c.tagged() : "";
                 const std::string digested = c.digested();
                 for (const auto& [id, r] : images_) {
-                    if (!tagged.empty() && std::find(r.repo_tags.begin(), r.repo_tags.end(), tagged) != r.repo_tags.end())
+                    if ((!tagged.empty() &&
+                         std::find(r.repo_tags.begin(), r.repo_tags.end(), tagged) != r.repo_tags.end()) ||
+                        (!digested.empty() &&
+                         std::find(r.repo_digests.begin(), r.repo_digests.end(), digested) != r.repo_digests.end())) {
+                        if (repository) *repository = c.name();
                         return &r;
-                    if (!digested.empty() &&
-                        std::find(r.repo_digests.begin(), r.repo_digests.end(), digested) != r.repo_digests.end())
-                        return &r;
+                    }
                 }
             }
         }

@@ -82,27 +82,6 @@ void remove_path(const std::string& path) {
     remove_tree_at(parent.get(), p.filename().string());
 }
 
-void walk(int dir_fd, FsUsage& u) {
-    DIR* d = ::fdopendir(dir_fd);
-    if (!d) {
-        ::close(dir_fd);
-        return;
-    }
-    std::unique_ptr<DIR, int (*)(DIR*)> guard(d, ::closedir);
-    while (auto* de = ::readdir(d)) {
-        const std::string n = de->d_name;
-        if (n == "." || n == ".." || n == "merged") continue;
-        struct stat st {};
-        if (::fstatat(::dirfd(d), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        u.bytes += static_cast<std::uint64_t>(st.st_blocks) * 512;
-        u.inodes += 1;
-        if (S_ISDIR(st.st_mode)) {
-            const int fd = ::openat(::dirfd(d), n.c_str(), O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd >= 0) walk(fd, u);
-        }
-    }
-}
-
 }  // namespace
 
 std::string overlay_options(const std::vector<std::string>& lowers, const std::string& upper,
@@ -248,10 +227,12 @@ std::vector<Rootfs::Info> Rootfs::list() const {
 }
 
 FsUsage Rootfs::usage() const {
+    // The mounted roots (merged/) are other file systems: not counted.
+    const auto d = disk_usage(dir_);
     FsUsage u;
     u.mountpoint = dir_;
-    const int fd = ::open(dir_.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) walk(fd, u);
+    u.bytes = d.bytes;
+    u.inodes = d.inodes;
     u.timestamp_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();

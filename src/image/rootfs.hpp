@@ -51,6 +51,9 @@ public:
     void remove(const std::string& container_id);
 
     std::optional<Info> get(const std::string& container_id) const;
+    // Where the root filesystems live: the mount point ImageFsInfo reports
+    // for container file systems.
+    const std::string& dir() const { return dir_; }
     std::vector<Info> list() const;
     FsUsage usage() const;
 

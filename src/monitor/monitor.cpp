@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string_view>
@@ -224,7 +225,7 @@ void reopen_log(const std::string& socket_dir) {
 }
 
 ExecResult exec_sync(const std::string& socket_dir, const std::vector<std::string>& argv,
-                     std::chrono::milliseconds timeout, int64_t cap) {
+                     std::chrono::milliseconds timeout, int64_t cap, int64_t total_cap) {
     return with_context("exec in the container", [&] {
         if (argv.empty()) throw Error(Code::InvalidArgument, "no command");
         std::string req("exec\0", 5);
@@ -242,11 +243,22 @@ ExecResult exec_sync(const std::string& socket_dir, const std::vector<std::strin
         const auto deadline = Clock::now() + (timeout.count() > 0 ? timeout + std::chrono::seconds(10)
                                                                    : std::chrono::hours(24 * 365));
         ExecResult r;
+        // First come, first kept, whichever stream it is (as CRI-O's one
+        // log for both); the rest is read and dropped.
+        const auto keep = [&](std::string& into, const std::string& p) {
+            std::size_t n = p.size() - 1;
+            if (total_cap > 0) {
+                const auto used = r.out.size() + r.err.size();
+                const auto limit = static_cast<std::size_t>(total_cap);
+                n = std::min(n, used >= limit ? 0 : limit - used);
+            }
+            into.append(p, 1, n);
+        };
         for (;;) {
             const auto p = recv_packet(fd.get(), deadline);
             if (p.empty()) throw Error(Code::Unavailable, "crisd-conmon closed the connection before the exit code");
-            if (p[0] == 'O') r.out.append(p, 1);
-            else if (p[0] == 'E') r.err.append(p, 1);
+            if (p[0] == 'O') keep(r.out, p);
+            else if (p[0] == 'E') keep(r.err, p);
             else if (p.rfind("X ", 0) == 0) {
                 int timed_out = 0;
                 if (std::sscanf(p.c_str() + 2, "%d %d", &r.exit_code, &timed_out) != 2)

@@ -102,11 +102,14 @@ struct ExecResult {
     std::string err;
     bool timed_out = false;
 };
-// ExecSync: runs argv in the container via `runtime exec`; stdout and stderr
-// are kept up to `cap` bytes each (0: conmon's default, 16 MiB). timeout 0:
-// none. A timed-out command is killed and reported with timed_out set.
+// ExecSync: runs argv in the container via `runtime exec`; conmon keeps
+// stdout and stderr up to `cap` bytes each (0: its default, 16 MiB), and of
+// what it sends, stdout and stderr together are kept up to `total_cap` bytes
+// in the order they came (0: no such cap; a gRPC reply must fit the
+// client's message limit). timeout 0: none. A timed-out command is killed
+// and reported with timed_out set.
 ExecResult exec_sync(const std::string& socket_dir, const std::vector<std::string>& argv,
-                     std::chrono::milliseconds timeout, int64_t cap = 0);
+                     std::chrono::milliseconds timeout, int64_t cap = 0, int64_t total_cap = 0);
 
 // A connection to the attach socket: read "<1|2><bytes>" packets, write stdin.
 UniqueFd attach(const std::string& socket_dir);

@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <string_view>
 #include <sstream>
@@ -70,6 +73,12 @@ struct ContainerManager::Container {
     mutable std::mutex mu;  // guards rec and starting
     ContainerRecord rec;
     bool starting = false;  // an exit seen meanwhile is applied by start(), after Started
+    // The cached writable layer usage; held while it is measured (so a
+    // second stats call waits for that walk instead of making its own),
+    // never together with mu or op.
+    std::mutex layer_mu;
+    std::optional<WritableLayer> layer;
+    std::chrono::steady_clock::time_point layer_at;
     ContainerRecord get() const {
         std::lock_guard l(mu);
         return rec;
@@ -136,7 +145,23 @@ std::string ContainerManager::run_runtime(const ContainerRecord& r, const std::v
 
 bool ContainerManager::apply_exit(ContainerRecord& r) {
     if (r.state == ContainerState::Exited) return false;
-    const auto s = monitor::read_exit_file(exit_dir(), r.id);
+    std::optional<monitor::ExitStatus> s;
+    try {
+        s = monitor::read_exit_file(exit_dir(), r.id);
+    } catch (const Error& e) {
+        // conmon writes it by rename, so this is damage, not a half-written
+        // file: the container has ended, how is unknown.
+        spdlog::error("container {}: {}", r.id.substr(0, 12), e.what());
+        r.state = ContainerState::Exited;
+        r.exit_code = 255;
+        r.oom_killed = false;
+        r.reason = "Error";
+        r.message = std::string("crisd-conmon's exit file could not be read (") + e.what() +
+                    "); the exit status is unknown";
+        r.finished_at = now_unix_ns();
+        if (r.started_at == 0) r.started_at = r.finished_at;
+        return true;
+    }
     if (!s) return false;
     r.state = ContainerState::Exited;
     r.exit_code = s->exit_code;
@@ -175,29 +200,137 @@ void ContainerManager::on_exit(const std::string& id) {
     exit_cv_.notify_all();
 }
 
-bool ContainerManager::wait_exited(Container& c, std::chrono::milliseconds timeout) {
+ContainerManager::Waited ContainerManager::wait_exited(Container& c, std::chrono::milliseconds timeout) {
     // The watcher applies the exit and wakes us. Once a second the exit file
     // is read too (outside exit_mu_, errors only logged), so that a wake-up
-    // that never comes costs time, not the stop.
+    // that never comes costs time, not the stop; and a conmon that is gone
+    // ends the wait (nothing would write the exit).
     const auto exited = [&] {
         std::lock_guard l(c.mu);
         return c.rec.state == ContainerState::Exited;
     };
-    const auto id = c.get().id;
+    const auto r = c.get();
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         {
             std::unique_lock g(exit_mu_);
             const auto now = std::chrono::steady_clock::now();
             if (exit_cv_.wait_for(g, std::min<std::chrono::steady_clock::duration>(deadline - now, 1s), exited))
-                return true;
+                return Waited::Exited;
         }
         try {
-            if (monitor::read_exit_file(exit_dir(), id)) return true;
+            if (monitor::read_exit_file(exit_dir(), r.id)) return Waited::Exited;
         } catch (const Error& e) {
             spdlog::warn("{}", e.what());
+            return Waited::Exited;  // apply_exit records it as unreadable
         }
-        if (std::chrono::steady_clock::now() >= deadline) return false;
+        if (!monitor_alive(r.monitor_pid, r.id)) return Waited::MonitorGone;
+        if (std::chrono::steady_clock::now() >= deadline) return Waited::TimedOut;
+    }
+}
+
+void ContainerManager::watch_monitor(const ContainerRecord& r) {
+    if (r.state == ContainerState::Exited || r.monitor_pid <= 0) return;
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, r.monitor_pid, 0));
+    const int err = errno;
+    auto fd = std::make_shared<UniqueFd>(pidfd);
+    // Opened first, then checked: a pid reused by another process since is
+    // not taken for the monitor. A conmon gone already is seen by poll() as
+    // readable at once, as is one that ends later.
+    if (!*fd) {
+        if (err != ESRCH) {
+            spdlog::warn("container {}: cannot watch its crisd-conmon (pid {}): {}", r.id.substr(0, 12),
+                         r.monitor_pid, std::strerror(err));
+            return;
+        }
+    } else if (!monitor_alive(r.monitor_pid, r.id)) {
+        fd->reset();
+    }
+    if (!*fd) {
+        // Gone already: an fd that poll() reports at once (the read end of
+        // a pipe whose write end is closed).
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) != 0) return;
+        ::close(p[1]);
+        fd->reset(p[0]);
+    }
+    std::lock_guard l(watch_mu_);
+    monitors_[r.id] = std::move(fd);
+}
+
+void ContainerManager::unwatch_monitor(const std::string& id) {
+    std::lock_guard l(watch_mu_);
+    monitors_.erase(id);  // the watcher's copy closes it when it drops it
+}
+
+void ContainerManager::on_monitor_exit(const std::string& id) {
+    unwatch_monitor(id);
+    std::shared_ptr<Container> c;
+    {
+        std::lock_guard lock(mu_);
+        auto it = containers_.find(id);
+        if (it == containers_.end()) return;
+        c = it->second;
+    }
+    {
+        std::lock_guard l(c->mu);
+        if (c->starting) return;  // start() looks at its monitor when it is done
+    }
+    on_exit(id);  // conmon wrote the exit file before it left: the usual end
+    const auto r = c->get();
+    if (r.state != ContainerState::Exited)
+        monitor_gone(*c, "crisd-conmon (pid " + std::to_string(r.monitor_pid) +
+                             ") died without recording the container's exit (killed, or out of memory in the "
+                             "pod's slice); the container's processes were killed and its exit status is unknown");
+}
+
+void ContainerManager::monitor_gone(Container& c, const std::string& message) {
+    const auto r = c.get();
+    if (r.state == ContainerState::Exited) return;
+    const log::Fields f{{"CONTAINER_ID", r.id}};
+    // The container's processes are not conmon's children any more and would
+    // run on unseen: end them (every process of crisd-<id>.scope).
+    try {
+        systemd_.kill_unit(r.scope(), SIGKILL);
+    } catch (const Error& e) {
+        if (e.code() != Code::NotFound) spdlog::warn("killing what is left of container {}: {}", r.id.substr(0, 12), e.what());
+    }
+    {
+        std::lock_guard l(c.mu);
+        if (c.rec.state == ContainerState::Exited) return;
+        if (!apply_exit(c.rec)) {  // an exit file after all: that is the truth
+            c.rec.state = ContainerState::Exited;
+            c.rec.exit_code = 255;
+            c.rec.oom_killed = false;
+            c.rec.reason = "Error";
+            c.rec.message = message;
+            c.rec.finished_at = now_unix_ns();
+            spdlog::warn("container {} ({}): {}", r.id.substr(0, 12), r.config.metadata.name, message);
+        }
+        try {
+            save(c.rec);
+        } catch (const Error& e) {
+            spdlog::error("{}", e.what());
+        }
+        emit(ContainerEvent::Type::Stopped, c.rec);
+    }
+    unwatch_monitor(r.id);
+    { std::lock_guard g(exit_mu_); }
+    exit_cv_.notify_all();
+}
+
+std::optional<std::string> ContainerManager::runtime_state(const ContainerRecord& r) const {
+    struct stat st {};
+    if (::stat((r.runtime_root + "/" + r.id).c_str(), &st) != 0) return std::nullopt;
+    try {
+        const auto out = run_runtime(r, {"state", r.id});
+        // Only the JSON object (a runtime may print warnings around it).
+        const auto open = out.find('{'), close = out.rfind('}');
+        if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
+        return json::parse(out.substr(open, close - open + 1)).value("status", std::string());
+    } catch (const std::exception& e) {
+        spdlog::debug("container {}: runtime state: {}", r.id.substr(0, 12), e.what());
+        return std::nullopt;
     }
 }
 
@@ -213,13 +346,42 @@ void ContainerManager::watch_exits() {
         for (const auto& id : ids) on_exit(id);
     }
     watcher_ = std::thread([this, w = std::move(watcher)]() mutable {
+        // Nothing that goes wrong for one container may end the thread (or,
+        // uncaught, crisd): logged, and the loop goes on.
+        const auto guarded = [](const char* what, const std::string& id, auto&& fn) {
+            try {
+                fn();
+            } catch (const std::exception& e) {
+                spdlog::error("{} of container {}: {}", what, id.substr(0, 12), e.what());
+            }
+        };
+        std::vector<pollfd> fds;
+        std::vector<std::pair<std::string, std::shared_ptr<UniqueFd>>> watched;
         while (!stopping_) {
-            pollfd p{w.fd(), POLLIN, 0};
-            if (::poll(&p, 1, 100) > 0)
-                for (const auto& id : w.take()) on_exit(id);
-            if (changed_.exchange(false)) {
-                std::lock_guard lock(change_mu_);
-                if (on_change_) on_change_();
+            try {
+                watched.clear();
+                {
+                    std::lock_guard l(watch_mu_);
+                    watched.assign(monitors_.begin(), monitors_.end());
+                }
+                fds.assign(1, pollfd{w.fd(), POLLIN, 0});
+                for (const auto& [_, fd] : watched) fds.push_back(pollfd{fd->get(), POLLIN, 0});
+                if (::poll(fds.data(), fds.size(), 100) > 0) {
+                    if (fds[0].revents != 0)
+                        for (const auto& id : w.take()) guarded("the exit", id, [&] { on_exit(id); });
+                    for (std::size_t i = 1; i < fds.size(); ++i)
+                        if (fds[i].revents != 0) {
+                            const auto& id = watched[i - 1].first;
+                            guarded("the end of the monitor", id, [&] { on_monitor_exit(id); });
+                        }
+                }
+                if (changed_.exchange(false)) {
+                    std::lock_guard lock(change_mu_);
+                    if (on_change_) on_change_();
+                }
+            } catch (const std::exception& e) {
+                spdlog::error("the container exit watcher: {}", e.what());
+                std::this_thread::sleep_for(100ms);
             }
         }
     });
@@ -244,17 +406,41 @@ void ContainerManager::load() {
             }
             continue;
         }
-        apply_exit(rec);
+        bool changed = apply_exit(rec);  // an unreadable exit file too: never stops crisd's start
         if (rec.state != ContainerState::Exited && !monitor_alive(rec.monitor_pid, rec.id)) {
-            // Its monitor is gone without an exit file (a reboot, or SIGKILL).
+            // Its monitor is gone without an exit file (a reboot, or SIGKILL):
+            // what may still run of it is ended.
+            try {
+                systemd_.kill_unit(rec.scope(), SIGKILL);
+            } catch (const Error& e) {
+                if (e.code() != Code::NotFound) spdlog::warn("killing what is left of container {}: {}", rec.id, e.what());
+            }
             rec.state = ContainerState::Exited;
             rec.exit_code = 255;
             rec.reason = "Error";
             rec.message = "crisd-conmon was gone at crisd's start; the exit status is unknown";
             rec.finished_at = now_unix_ns();
-            save(rec);
+            changed = true;
+        } else if (rec.state == ContainerState::Created) {
+            // crisd died between `runtime start` and the record's save: the
+            // runtime knows whether it runs.
+            const auto st = runtime_state(rec);
+            if (st && (*st == "running" || *st == "stopped" || *st == "paused")) {
+                spdlog::info("container {} was started before crisd went away; it is running", rec.id.substr(0, 12));
+                rec.state = ContainerState::Running;
+                rec.started_at = now_unix_ns();  // the moment is unknown: not before now
+                changed = true;
+            }
+        }
+        if (changed) {
+            try {
+                save(rec);
+            } catch (const Error& e) {
+                spdlog::error("{}", e.what());
+            }
         }
         names_.restore(reservation_key(rec), rec.id);
+        watch_monitor(rec);
         auto c = std::make_shared<Container>();
         c->rec = std::move(rec);
         std::lock_guard lock(mu_);
@@ -290,38 +476,49 @@ std::size_t ContainerManager::count() const {
     return containers_.size();
 }
 
-std::string ContainerManager::create(const std::string& pod_id, const ContainerConfig& config,
-                                     const std::function<bool()>& caller_gone) {
+std::string ContainerManager::create(const std::string& pod_id, const ContainerConfig& config, const Caller& caller) {
     if (config.metadata.name.empty()) throw Error(Code::InvalidArgument, "container metadata needs a name");
     if (config.image.empty()) throw Error(Code::InvalidArgument, "container " + config.metadata.name + ": no image");
-    std::string result;
-    pods_.with_ready_pod(pod_id, [&](const PodRecord& pod) {
-        ContainerRecord rec;
-        rec.pod_id = pod.id;
-        rec.config = config;
-        rec.pod_name = pod.config.metadata.name;
-        rec.pod_namespace = pod.config.metadata.ns;
-        rec.pod_uid = pod.config.metadata.uid;
-        const auto key = reservation_key(rec);
-        const auto claim = names_.reserve(key, random_id());
-        if (!claim.owner) {
-            spdlog::info("CreateContainer of {} in pod {}/{} gets container {}, made for an earlier request",
-                         config.metadata.name, rec.pod_namespace, rec.pod_name, claim.id);
-            result = claim.id;
-            return;
-        }
-        rec.id = claim.id;
-        const log::Fields f{{"CONTAINER_ID", rec.id}, {"POD_ID", pod.id}};
-        try {
-            create_in_pod(rec, pod);
-        } catch (...) {  // any exception: a retry waiting on the name must get it
+    const auto pod = pods_.status(pod_id);  // NotFound
+    ContainerRecord rec;
+    rec.pod_id = pod.id;
+    rec.config = config;
+    rec.pod_name = pod.config.metadata.name;
+    rec.pod_namespace = pod.config.metadata.ns;
+    rec.pod_uid = pod.config.metadata.uid;
+    // The name before the pod's lock: a retry of a creation in flight (the
+    // kubelet's, after its own timeout) waits for that creation's result, as
+    // long as its own caller waits, and never queues on the pod's lock
+    // behind it.
+    const auto key = reservation_key(rec);
+    const auto claim = names_.reserve(key, random_id(), caller);
+    if (!claim.owner) {
+        spdlog::info("CreateContainer of {} in pod {}/{} gets container {}, made for an earlier request",
+                     config.metadata.name, rec.pod_namespace, rec.pod_name, claim.id);
+        return claim.id;
+    }
+    rec.id = claim.id;
+    const log::Fields f{{"CONTAINER_ID", rec.id}, {"POD_ID", pod.id}};
+    bool began = false;
+    try {
+        pods_.with_ready_pod(
+            pod.id,
+            [&](const PodRecord& ready) {
+                began = true;
+                create_in_pod(rec, ready);
+            },
+            caller);
+    } catch (...) {
+        // Gave up (or the pod went) before anything was made: a waiting retry
+        // tries itself. Any failure of the creation: the retry gets it.
+        if (began)
             names_.finish(key, std::current_exception(), false);
-            throw;
-        }
-        names_.finish(key, nullptr, caller_gone && caller_gone());
-        result = rec.id;
-    });
-    return result;
+        else
+            names_.abandon(key);
+        throw;
+    }
+    names_.finish(key, nullptr, caller.gone());
+    return rec.id;
 }
 
 void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod) {
@@ -332,7 +529,7 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
     const auto image = images_.status(config.image);
     if (!image) throw Error(Code::NotFound, "image " + config.image + " is not present; pull it first");
     rec.image_id = image->id;
-    rec.image_ref = image->repo_digests.empty() ? image->id : image->repo_digests.front();
+    rec.image_ref = image->ref_digest.empty() ? image->id : image->ref_digest;  // the requested repository's
     rec.runtime_handler = handler.name;
     rec.runtime_path = handler.path;
     rec.runtime_root = handler.root;
@@ -443,6 +640,7 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         std::lock_guard lock(mu_);
         containers_[rec.id] = c;
     }
+    watch_monitor(rec);
     emit(ContainerEvent::Type::Created, rec);
     spdlog::info("created container {} ({}) in pod {}/{} with {}, seccomp {}", rec.id.substr(0, 12),
                  config.metadata.name, rec.pod_namespace, rec.pod_name, rec.runtime_handler,
@@ -470,25 +668,63 @@ void ContainerManager::start(const std::string& id) {
         std::lock_guard l(c->mu);
         c->starting = true;
     }
+    std::exception_ptr failed;
+    bool runtime_refused = false;  // the runtime's own error: `start` did not happen
     try {
         monitor::start(r.socket_dir(), 60s);
-    } catch (const Error&) {
+    } catch (const monitor::RuntimeError&) {
+        failed = std::current_exception();
+        runtime_refused = true;
+    } catch (const Error&) {  // a timeout, a dropped connection: it may have started all the same
+        failed = std::current_exception();
+    }
+    // After a failure the runtime says what happened: a container that runs
+    // (or ran: "stopped", an exit file) is recorded as started, whatever the
+    // reply said, so that the kubelet never starts a second copy.
+    bool ran = !failed;
+    std::optional<std::string> state;
+    if (failed) {
+        state = runtime_state(r);
+        ran = (state && *state != "created") || ::access((exit_dir() + "/" + r.id).c_str(), F_OK) == 0;
+        spdlog::warn("starting container {} failed; the runtime says it is {}", r.id.substr(0, 12),
+                     state ? *state : "unknown");
+    }
+    bool running = false;
+    {
         std::lock_guard l(c->mu);
         c->starting = false;
-        if (apply_exit(c->rec)) save(c->rec);
-        throw;
+        if (ran) {
+            c->rec.started_at = started;
+            if (c->rec.state == ContainerState::Created) c->rec.state = ContainerState::Running;
+            save(c->rec);
+            emit(ContainerEvent::Type::Started, c->rec);
+        }
+        if (apply_exit(c->rec)) {  // it ended while being started
+            save(c->rec);
+            emit(ContainerEvent::Type::Stopped, c->rec);
+        }
+        running = c->rec.state == ContainerState::Running;
     }
-    std::lock_guard l(c->mu);
-    c->starting = false;
-    c->rec.started_at = started;
-    if (c->rec.state == ContainerState::Created) c->rec.state = ContainerState::Running;
-    save(c->rec);
-    emit(ContainerEvent::Type::Started, c->rec);
-    if (apply_exit(c->rec)) {  // it ended while being started
-        save(c->rec);
-        emit(ContainerEvent::Type::Stopped, c->rec);
+    if (!monitor_alive(r.monitor_pid, r.id)) {
+        monitor_gone(*c, "crisd-conmon (pid " + std::to_string(r.monitor_pid) +
+                             ") died while the container was being started; its processes were killed");
+        running = false;
+    } else if (failed && !ran && !runtime_refused) {
+        // Still "created" after an unanswered start: the start may yet
+        // happen behind a record that says created. It never will: killed,
+        // and the exit watcher records its end.
+        try {
+            run_runtime(r, {"kill", r.id, std::to_string(SIGKILL)});
+        } catch (const Error& e) {
+            spdlog::debug("{}", e.what());
+        }
     }
-    spdlog::info("started container {} ({})", r.id.substr(0, 12), r.config.metadata.name);
+    if (failed && !running) std::rethrow_exception(failed);
+    if (failed)
+        spdlog::warn("container {} ({}) runs although its start was not confirmed; recorded as running",
+                     r.id.substr(0, 12), r.config.metadata.name);
+    else
+        spdlog::info("started container {} ({})", r.id.substr(0, 12), r.config.metadata.name);
 }
 
 void ContainerManager::stop(const std::string& id, std::chrono::seconds timeout) {
@@ -497,10 +733,32 @@ void ContainerManager::stop(const std::string& id, std::chrono::seconds timeout)
     stop_locked(*c, timeout);
 }
 
+void ContainerManager::kill_remaining(const ContainerRecord& r) const {
+    struct stat st {};
+    if (::stat((r.runtime_root + "/" + r.id).c_str(), &st) != 0) return;  // deleted: nothing left
+    try {
+        run_runtime(r, {"kill", "--all", r.id, std::to_string(SIGKILL)});
+    } catch (const Error& e) {
+        spdlog::debug("{}", e.what());  // "container not running": nothing was left
+    }
+}
+
 void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
     const auto r = c.get();
-    if (r.state == ContainerState::Exited) return;
     const log::Fields f{{"CONTAINER_ID", r.id}};
+    if (r.state == ContainerState::Exited) {
+        // Its first process has ended; in a PID namespace it does not own,
+        // what it started runs on (PID POD/TARGET/NODE).
+        if (r.shares_pid_namespace()) kill_remaining(r);
+        return;
+    }
+    const std::string gone_message =
+        "crisd-conmon (pid " + std::to_string(r.monitor_pid) +
+        ") is gone without recording the container's exit; its processes were killed and its exit status is unknown";
+    if (!monitor_alive(r.monitor_pid, r.id)) {  // nothing would ever write the exit: no waiting
+        monitor_gone(c, gone_message);
+        return;
+    }
     auto signal = [&](int sig) {
         try {
             if (r.shares_pid_namespace())  // its other processes would outlive its first one
@@ -511,30 +769,24 @@ void ContainerManager::stop_locked(Container& c, std::chrono::seconds timeout) {
             spdlog::debug("{}", e.what());  // it may have exited already
         }
     };
-    bool exited = false;
+    auto waited = Waited::TimedOut;
     if (timeout.count() > 0 && r.state == ContainerState::Running) {
         signal(r.stop_signal);
-        exited = wait_exited(c, timeout);
+        waited = wait_exited(c, timeout);
     }
-    if (!exited) {
+    if (waited == Waited::TimedOut) {
         if (timeout.count() > 0)
             spdlog::info("container {} did not stop within {} s of signal {}; killing it", r.id.substr(0, 12),
                          timeout.count(), r.stop_signal);
         signal(SIGKILL);
-        exited = wait_exited(c, 30s);
+        waited = wait_exited(c, 30s);
     }
-    if (!exited && !monitor_alive(r.monitor_pid, r.id)) {
-        std::lock_guard l(c.mu);
-        c.rec.state = ContainerState::Exited;
-        c.rec.exit_code = 137;
-        c.rec.reason = "Error";
-        c.rec.message = "crisd-conmon is gone; the exit status is unknown";
-        c.rec.finished_at = now_unix_ns();
-        save(c.rec);
-        emit(ContainerEvent::Type::Stopped, c.rec);
+    if (waited == Waited::MonitorGone) {
+        monitor_gone(c, gone_message);
         return;
     }
-    if (!exited) throw Error(Code::DeadlineExceeded, "container " + r.id + " did not exit after SIGKILL");
+    if (waited == Waited::TimedOut)
+        throw Error(Code::DeadlineExceeded, "container " + r.id + " did not exit after SIGKILL");
     std::lock_guard l(c.mu);
     if (apply_exit(c.rec)) {
         save(c.rec);
@@ -555,6 +807,7 @@ void ContainerManager::remove(const std::string& id) {
     stop_locked(*c, 0s);
     auto r = c->get();
     const log::Fields f{{"CONTAINER_ID", r.id}};
+    unwatch_monitor(r.id);
     teardown(r);
     names_.release(reservation_key(r));
     {
@@ -587,7 +840,7 @@ monitor::ExecResult ContainerManager::exec_sync(const std::string& id, const std
     const auto r = find(id)->get();
     if (r.state != ContainerState::Running)
         throw Error(Code::FailedPrecondition, "container " + r.id + " is not running");
-    return monitor::exec_sync(r.socket_dir(), cmd, timeout);
+    return monitor::exec_sync(r.socket_dir(), cmd, timeout, kExecSyncOutputCap, kExecSyncOutputCap);
 }
 
 void ContainerManager::reopen_log(const std::string& id) {
@@ -677,6 +930,69 @@ void ContainerManager::update_resources(const std::string& id, const ContainerRe
 namespace crisd::runtime {
 
 std::shared_ptr<ContainerEvents> ContainerManager::subscribe() { return events_.subscribe(); }
+
+namespace {
+
+std::vector<ContainerRecord> containers_of(const ContainerManager& m, const std::string& pod_id) {
+    ContainerFilter filter;
+    filter.pod_id = pod_id;
+    auto all = m.list(filter);
+    std::erase_if(all, [&](const ContainerRecord& r) { return r.pod_id != pod_id; });  // a prefix matched more
+    return all;
+}
+
+}  // namespace
+
+ContainerManager::PodStatus ContainerManager::pod_status(const std::string& pod_id) const {
+    PodStatus out;
+    out.timestamp = now_unix_ns();
+    out.pod = pods_.status(pod_id);
+    out.containers = containers_of(*this, out.pod.id);
+    return out;
+}
+
+std::unique_ptr<ContainerManager::RuntimeEvents> ContainerManager::subscribe_all() {
+    return std::unique_ptr<RuntimeEvents>(new RuntimeEvents(*this, pods_.subscribe(), events_.subscribe()));
+}
+
+std::optional<ContainerManager::RuntimeEvent> ContainerManager::RuntimeEvents::next(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        if (!pod_) pod_ = pods_->next(0ms);
+        if (!container_) container_ = containers_->next(0ms);
+        if (pod_ && (!container_ || pod_->at <= container_->at)) {
+            RuntimeEvent e;
+            e.type = static_cast<ContainerEvent::Type>(pod_->type);
+            e.at = pod_->at;
+            e.id = pod_->pod.id;
+            e.pod = std::move(pod_->pod);
+            pod_.reset();
+            if (e.type != ContainerEvent::Type::Deleted) e.containers = containers_of(owner_, e.id);
+            return e;
+        }
+        if (container_) {
+            RuntimeEvent e;
+            e.type = container_->type;
+            e.at = container_->at;
+            e.id = container_->container.id;
+            const auto pod_id = container_->container.pod_id;
+            e.containers.push_back(std::move(container_->container));
+            container_.reset();
+            try {
+                e.pod = owner_.pods_.status(pod_id);
+            } catch (const Error& err) {
+                if (err.code() != Code::NotFound) throw;
+            }
+            for (auto& r : containers_of(owner_, pod_id))
+                if (r.id != e.id) e.containers.push_back(std::move(r));
+            return e;
+        }
+        // Nothing queued: wait on the pod queue a little, then look at both again.
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) return std::nullopt;
+        pod_ = pods_->next(std::min(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now), 50ms));
+    }
+}
 
 // Limits the node cannot apply, said once each (CRI-O and containerd leave
 // them out the same way, so a kubelet's pod still runs).
@@ -781,15 +1097,32 @@ ContainerManager::Stats ContainerManager::cgroup_stats(const std::string& cg) {
     return s;
 }
 
-ContainerManager::Stats ContainerManager::stats(const std::string& id) const {
-    const auto r = find(id)->get();
-    if (r.state != ContainerState::Running) {
-        Stats s;
-        s.timestamp = now_unix_ns();
-        return s;
-    }
-    return cgroup_stats(scope_cgroup(r.slice, r.id));
+std::optional<ContainerManager::WritableLayer> ContainerManager::writable_layer(Container& c,
+                                                                                const std::string& id) const {
+    std::lock_guard l(c.layer_mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (c.layer && now - c.layer_at < kWritableLayerTtl) return c.layer;
+    const auto info = rootfs_.get(id);
+    if (!info) return std::nullopt;
+    const auto u = disk_usage(info->upper);
+    c.layer = WritableLayer{rootfs_.dir(), u.bytes, u.inodes, now_unix_ns()};
+    c.layer_at = now;
+    return c.layer;
 }
+
+ContainerManager::Stats ContainerManager::stats_of(const std::shared_ptr<Container>& c) const {
+    const auto r = c->get();
+    Stats s;
+    if (r.state == ContainerState::Running) {
+        s = cgroup_stats(scope_cgroup(r.slice, r.id));
+    } else {
+        s.timestamp = now_unix_ns();
+    }
+    s.writable_layer = writable_layer(*c, r.id);  // kept after the container ended, until removal
+    return s;
+}
+
+ContainerManager::Stats ContainerManager::stats(const std::string& id) const { return stats_of(find(id)); }
 
 namespace {
 
@@ -827,7 +1160,13 @@ ContainerManager::PodStats ContainerManager::pod_stats_of(const PodRecord& pod) 
     pid_t net_pid = 0;
     for (const auto& r : list(filter)) {
         if (r.pod_id != pod.id) continue;
-        out.containers.emplace_back(r, cgroup_stats(scope_cgroup(r.slice, r.id)));
+        std::shared_ptr<Container> c;
+        try {
+            c = find(r.id);
+        } catch (const Error&) {
+            continue;  // removed meanwhile
+        }
+        out.containers.emplace_back(r, stats_of(c));
         if (!net_pid && r.pid > 0) net_pid = r.pid;
     }
     if (!pod.config.cgroup_parent.empty()) {

@@ -24,9 +24,12 @@
 #include <thread>
 #include <vector>
 
+#include "common/caller.hpp"
 #include "common/events.hpp"
+#include "common/fd.hpp"
 #include "runtime/container.hpp"
 #include "runtime/oci.hpp"
+#include "runtime/pods.hpp"
 
 namespace crisd::image {
 class Images;
@@ -74,8 +77,13 @@ public:
     // reads exit files; plugs the pod hooks in; starts the exit watcher.
     void load();
 
-    std::string create(const std::string& pod_id, const ContainerConfig& config,
-                       const std::function<bool()>& caller_gone = {});
+    // CreateContainer. The name is reserved first: a retry of a creation in
+    // flight waits for its result as long as its own `caller` waits (then
+    // Cancelled / DeadlineExceeded; the creation goes on), and gets the
+    // container once it exists when the first caller had gone. Creations in
+    // one pod are serialised by the pod's lock, waited for no longer than
+    // `caller` waits.
+    std::string create(const std::string& pod_id, const ContainerConfig& config, const Caller& caller = {});
     void start(const std::string& id);
     // SIGTERM (or the image's stop signal), SIGKILL after `timeout`. Idempotent.
     void stop(const std::string& id, std::chrono::seconds timeout);
@@ -85,6 +93,11 @@ public:
     std::vector<ContainerRecord> list(const ContainerFilter& filter) const;
     std::size_t count() const;
 
+    // ExecSync. stdout and stderr together are kept up to
+    // kExecSyncOutputCap bytes, first come first kept (as CRI-O's conmon
+    // --log-global-size-max does): the reply must fit the kubelet's 16 MiB
+    // gRPC receive limit, with room for the rest of the message.
+    static constexpr std::int64_t kExecSyncOutputCap = 16 * 1024 * 1024 - 64 * 1024;
     monitor::ExecResult exec_sync(const std::string& id, const std::vector<std::string>& cmd,
                                   std::chrono::milliseconds timeout);
     void reopen_log(const std::string& id);
@@ -95,9 +108,22 @@ public:
     // created. Checked like CreateContainer's (InvalidArgument).
     void update_resources(const std::string& id, const ContainerResources& resources);
 
+    // The container's writable layer (its overlay upper directory), for the
+    // kubelet's ephemeral-storage accounting and eviction. Walking it costs
+    // (a hundred containers, a stats call every few seconds each): measured
+    // at most once per kWritableLayerTtl per container and cached, never
+    // under the container's locks.
+    struct WritableLayer {
+        std::string mountpoint;  // the file system's (ImageFsInfo's container filesystem)
+        std::uint64_t used_bytes = 0;
+        std::uint64_t inodes_used = 0;
+        std::int64_t timestamp = 0;  // when it was measured
+    };
+    static constexpr std::chrono::seconds kWritableLayerTtl{5};
+
     // ContainerStats: read from the cgroup files of crisd-<id>.scope (v1:
-    // cpuacct and memory hierarchies; v2: the unified one). Fields that cannot
-    // be read stay unset.
+    // cpuacct and memory hierarchies; v2: the unified one), and the writable
+    // layer. Fields that cannot be read stay unset.
     struct Stats {
         std::int64_t timestamp = 0;
         std::optional<std::uint64_t> cpu_ns;          // cumulative
@@ -105,6 +131,7 @@ public:
         std::optional<std::uint64_t> working_set;     // usage - inactive_file
         std::optional<std::uint64_t> rss;
         std::optional<std::uint64_t> processes;       // pids.current
+        std::optional<WritableLayer> writable_layer;
     };
     Stats stats(const std::string& id) const;
     // The scope's cgroup path ("/a.slice/a-b.slice/crisd-<id>.scope").
@@ -135,6 +162,52 @@ public:
 
     // A stream of container events (until the returned object is dropped).
     std::shared_ptr<ContainerEvents> subscribe();
+
+    // PodSandboxStatus as the kubelet's evented PLEG reads it: when the reply
+    // has a timestamp, the kubelet takes the pod's containers from this reply
+    // alone (kuberuntime_manager GetPodStatus).
+    struct PodStatus {
+        // ns since the epoch, taken before the pod and its containers are
+        // read: never newer than what the reply shows (the kubelet's cache
+        // drops an event older than the status it has).
+        std::int64_t timestamp = 0;
+        PodRecord pod;
+        std::vector<ContainerRecord> containers;  // every container of the pod, as ContainerStatus shows it
+    };
+    PodStatus pod_status(const std::string& pod_id) const;
+
+    // GetContainerEvents: the pod events and the container events in one
+    // stream, in the order they happened, each with what the evented PLEG
+    // needs to update its cache without asking again.
+    struct RuntimeEvent {
+        ContainerEvent::Type type = ContainerEvent::Type::Created;
+        std::int64_t at = 0;  // ns since the epoch
+        std::string id;       // the container's; the pod's for a pod event
+        // The pod as a pod event left it; for a container event the pod as
+        // it is now (none once it is removed).
+        std::optional<PodRecord> pod;
+        // A container event: that container as the event left it, then the
+        // pod's other containers as they are now. A pod event: every
+        // container of the pod as it is now.
+        std::vector<ContainerRecord> containers;
+    };
+    class RuntimeEvents {
+    public:
+        // Blocks up to `timeout` for the next event.
+        std::optional<RuntimeEvent> next(std::chrono::milliseconds timeout);
+
+    private:
+        friend class ContainerManager;
+        RuntimeEvents(const ContainerManager& owner, std::shared_ptr<EventQueue<PodEvent>> pods,
+                      std::shared_ptr<ContainerEvents> containers)
+            : owner_(owner), pods_(std::move(pods)), containers_(std::move(containers)) {}
+        const ContainerManager& owner_;
+        std::shared_ptr<EventQueue<PodEvent>> pods_;
+        std::shared_ptr<ContainerEvents> containers_;
+        std::optional<PodEvent> pod_;
+        std::optional<ContainerEvent> container_;
+    };
+    std::unique_ptr<RuntimeEvents> subscribe_all();
     // Called (from the exit watcher's thread, within 100 ms) after changes of
     // the set of containers or their states.
     void set_on_change(std::function<void()> fn);
@@ -148,10 +221,35 @@ private:
     void create_in_pod(ContainerRecord& rec, const PodRecord& pod);
     PodStats pod_stats_of(const PodRecord& pod) const;
     void teardown(ContainerRecord& r);
+    std::optional<WritableLayer> writable_layer(Container& c, const std::string& id) const;
+    // The stats of one container as stats() gives them (null: removed meanwhile).
+    Stats stats_of(const std::shared_ptr<Container>& c) const;
     void stop_locked(Container& c, std::chrono::seconds timeout);
+    // In a PID namespace it does not own, a container's first process can end
+    // while others it started run on: they are killed (`kill --all`).
+    void kill_remaining(const ContainerRecord& r) const;
     void on_exit(const std::string& id);
-    bool apply_exit(ContainerRecord& r);  // from the exit file; true when it changed r
+    // From the exit file; true when it changed r. An exit file that cannot
+    // be read ends the container too (255, a message saying so).
+    bool apply_exit(ContainerRecord& r);
     void watch_exits();
+    // The runtime's `state` status ("created", "running", "stopped",
+    // "paused"), or nullopt when the runtime does not know the container.
+    std::optional<std::string> runtime_state(const ContainerRecord& r) const;
+
+    // Each container's crisd-conmon, as a pidfd that the exit watcher's one
+    // thread polls next to its inotify fd (no thread per container). A
+    // conmon that ends without an exit file (killed, OOM in the pod's slice)
+    // ends its container: monitor_gone().
+    std::mutex watch_mu_;  // guards monitors_ only
+    std::map<std::string, std::shared_ptr<UniqueFd>> monitors_;
+    void watch_monitor(const ContainerRecord& r);
+    void unwatch_monitor(const std::string& id);
+    void on_monitor_exit(const std::string& id);
+    // crisd-conmon is gone and no exit file says how the container ended:
+    // its processes are killed (so that EXITED is true and no new attempt
+    // runs next to them) and it is Exited with 255, reason Error, `message`.
+    void monitor_gone(Container& c, const std::string& message);
     static RuntimeRef runtime_of(const ContainerRecord& r);
     std::vector<std::string> runtime_args(const ContainerRecord& r) const;
     std::string run_runtime(const ContainerRecord& r, const std::vector<std::string>& args) const;
@@ -162,7 +260,7 @@ private:
     image::Images& images_;
     image::Rootfs& rootfs_;
     systemd::Manager& systemd_;
-    NameRegistry names_;
+    NameRegistry names_{"container"};
     std::set<std::string> bounding_;
     SeccompProfiles seccomp_;
     const CgroupFeatures cgroups_;
@@ -182,8 +280,11 @@ private:
     // a hundred at once, and fs.inotify.max_user_instances is 128).
     std::mutex exit_mu_;  // taken alone or before a container's mu, never after
     std::condition_variable exit_cv_;
-    // Waits until `c` is Exited, up to `timeout`; true when it is.
-    bool wait_exited(Container& c, std::chrono::milliseconds timeout);
+    // Waits until `c` is Exited (or its exit file is there), up to
+    // `timeout`; stops early when its crisd-conmon is gone, which would
+    // never write the exit.
+    enum class Waited { Exited, MonitorGone, TimedOut };
+    Waited wait_exited(Container& c, std::chrono::milliseconds timeout);
 
     std::atomic<bool> stopping_{false};
     std::thread watcher_;

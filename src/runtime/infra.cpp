@@ -147,13 +147,44 @@ void Infra::start(PodRecord& pod, const Handler& handler, const std::function<vo
 
 bool Infra::exited(const PodRecord& pod) const {
     if (!pod.infra.present()) return false;
-    if (monitor::read_exit_file(opts_.exit_dir, pod.infra.id)) return true;
+    try {
+        if (monitor::read_exit_file(opts_.exit_dir, pod.infra.id)) return true;
+    } catch (const Error& e) {
+        spdlog::error("pod {}: {}", pod.id, e.what());
+        return true;  // conmon writes it when the pause process has ended
+    }
     return !monitor_alive(pod.infra.monitor_pid, pod.infra.id);
+}
+
+void Infra::exits_seen() {
+    {
+        std::lock_guard lock(exit_mu_);
+        ++exits_seen_;
+    }
+    exit_cv_.notify_all();
+}
+
+bool Infra::wait_exited(const PodRecord& pod, std::chrono::milliseconds timeout) {
+    // Woken by exits_seen(); the exit file is read again at least once a
+    // second, so a wake-up that never comes (no watcher) costs time only.
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        std::uint64_t seen = 0;
+        {
+            std::lock_guard lock(exit_mu_);
+            seen = exits_seen_;
+        }
+        if (exited(pod)) return true;
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) return false;
+        std::unique_lock lock(exit_mu_);
+        exit_cv_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(deadline - now, 1s),
+                          [&] { return exits_seen_ != seen; });
+    }
 }
 
 void Infra::stop(const PodRecord& pod, std::chrono::seconds timeout) {
     if (!pod.infra.present() || pod.infra.pid <= 0 || exited(pod)) return;
-    monitor::ExitWatcher watcher(opts_.exit_dir);
     const auto rt = runtime_of(pod);
     auto signal = [&](int sig) {
         try {
@@ -163,13 +194,10 @@ void Infra::stop(const PodRecord& pod, std::chrono::seconds timeout) {
         }
     };
     signal(SIGTERM);
-    auto s = watcher.wait(pod.infra.id, timeout);
-    if (!s) {
-        spdlog::info("pod {}: the infra container did not stop within {} s; killing it", pod.id, timeout.count());
-        signal(SIGKILL);
-        s = watcher.wait(pod.infra.id, 30s);
-    }
-    if (!s && monitor_alive(pod.infra.monitor_pid, pod.infra.id))
+    if (wait_exited(pod, timeout)) return;
+    spdlog::info("pod {}: the infra container did not stop within {} s; killing it", pod.id, timeout.count());
+    signal(SIGKILL);
+    if (!wait_exited(pod, 30s))
         throw Error(Code::DeadlineExceeded, "the infra container of pod " + pod.id + " did not exit after SIGKILL");
 }
 

@@ -15,7 +15,10 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -61,13 +64,25 @@ public:
     // Deletes the container, both scopes, the bundle and the exit file.
     // Idempotent; fine for a half-made one.
     void remove(const PodRecord& pod);
-    // The pause process has ended (its exit file is there, or its crisd-conmon
-    // is gone). False for a pod without an infra container.
+    // The pause process has ended (its exit file is there, or unreadable, or
+    // its crisd-conmon is gone). False for a pod without an infra container.
     bool exited(const PodRecord& pod) const;
 
+    // Exit files appeared in exit_dir(): wakes stop() calls waiting for one.
+    // PodManager's watcher thread calls it, so that a stop needs no inotify
+    // instance of its own (a node drain stops many pods at once, and
+    // fs.inotify.max_user_instances is 128).
+    void exits_seen();
+
 private:
+    // Waits until the infra container of `pod` has exited, up to `timeout`.
+    bool wait_exited(const PodRecord& pod, std::chrono::milliseconds timeout);
+
     const InfraOptions opts_;
     systemd::Manager& systemd_;
+    std::mutex exit_mu_;
+    std::condition_variable exit_cv_;
+    std::uint64_t exits_seen_ = 0;  // guarded by exit_mu_
 };
 
 }  // namespace crisd::runtime

@@ -259,27 +259,41 @@ void check_sysctls(const PodConfig& config) {
     }
 }
 
-NameRegistry::Claim NameRegistry::reserve(const std::string& key, const std::string& new_id) {
+NameRegistry::Claim NameRegistry::reserve(const std::string& key, const std::string& new_id, const Caller& caller) {
     std::unique_lock lock(mu_);
-    const auto it = entries_.find(key);
-    if (it == entries_.end()) {
-        auto flight = std::make_shared<Flight>();
-        flight->id = new_id;
-        entries_[key] = Entry{new_id, flight, false};
-        return {true, new_id};
+    for (;;) {
+        const auto it = entries_.find(key);
+        if (it == entries_.end()) {
+            auto flight = std::make_shared<Flight>();
+            flight->id = new_id;
+            entries_[key] = Entry{new_id, flight, false};
+            return {true, new_id};
+        }
+        if (auto flight = it->second.flight) {
+            // A retry while the first request still creates it: wait for its
+            // result, as long as our own caller waits (cancellation is
+            // polled: a gRPC call has no callback for it here).
+            ++flight->waiters;
+            while (!flight->done) {
+                if (caller.gone()) {
+                    --flight->waiters;
+                    caller.check("waiting for the " + kind_ + " \"" + key + "\" that an earlier request is creating"
+                                 " (it goes on; a later retry gets it)");
+                }
+                const auto next = std::chrono::system_clock::now() + std::chrono::milliseconds(100);
+                cv_.wait_until(lock, std::min(next, caller.deadline));
+            }
+            if (flight->abandoned) continue;  // free again: reserve it ourselves
+            if (flight->error) std::rethrow_exception(flight->error);
+            return {false, flight->id};
+        }
+        if (it->second.unclaimed) {
+            it->second.unclaimed = false;
+            return {false, it->second.id};
+        }
+        throw Error(Code::AlreadyExists,
+                    "the " + kind_ + " name \"" + key + "\" is already reserved for " + it->second.id);
     }
-    if (auto flight = it->second.flight) {
-        ++flight->waiters;
-        cv_.wait(lock, [&] { return flight->done; });
-        if (flight->error) std::rethrow_exception(flight->error);
-        return {false, flight->id};
-    }
-    if (it->second.unclaimed) {
-        it->second.unclaimed = false;
-        return {false, it->second.id};
-    }
-    throw Error(Code::AlreadyExists, "the pod sandbox name \"" + key + "\" is already reserved for " +
-                                         it->second.id);
 }
 
 void NameRegistry::finish(const std::string& key, std::exception_ptr error, bool unclaimed) {
@@ -293,9 +307,19 @@ void NameRegistry::finish(const std::string& key, std::exception_ptr error, bool
         entries_.erase(it);
     } else {
         it->second.flight.reset();
-        // A retry that waited for this creation got the pod already.
+        // A retry that waited for this creation got it already.
         it->second.unclaimed = unclaimed && flight->waiters == 0;
     }
+    cv_.notify_all();
+}
+
+void NameRegistry::abandon(const std::string& key) {
+    std::lock_guard lock(mu_);
+    const auto it = entries_.find(key);
+    if (it == entries_.end() || !it->second.flight) return;
+    it->second.flight->done = true;
+    it->second.flight->abandoned = true;
+    entries_.erase(it);
     cv_.notify_all();
 }
 

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/caller.hpp"
 #include "network/network.hpp"
 
 namespace crisd::runtime {
@@ -136,32 +137,42 @@ std::string sysctl_path(const std::string& dotted);
 // a pod network namespace, an IPC one a pod IPC namespace); InvalidArgument.
 void check_sysctls(const PodConfig& config);
 
-// Names reserved by pods, and RunPodSandbox calls still in flight for them:
-// a second request for a name being created waits for the first and gets its
-// result; a name held by a finished pod is ALREADY_EXISTS naming the holder,
-// unless the first caller gave up before it got its answer (the kubelet's
-// retry after its own timeout), which then gets the pod.
+// Names reserved by pods (or containers), and creations still in flight for
+// them: a second request for a name being created waits for the first and
+// gets its result; a name held by a finished one is ALREADY_EXISTS naming the
+// holder, unless the first caller gave up before it got its answer (the
+// kubelet's retry after its own timeout), which then gets it.
 class NameRegistry {
 public:
+    // `kind` names what is reserved in messages ("pod sandbox", "container").
+    explicit NameRegistry(std::string kind) : kind_(std::move(kind)) {}
+
     // What reserve() says.
     struct Claim {
-        bool owner = false;  // the caller creates the pod under `id`
-        std::string id;      // the new id (owner) or the existing pod's
+        bool owner = false;  // the caller creates it under `id`
+        std::string id;      // the new id (owner) or the existing one's
     };
     // Reserves `key` for `new_id`, or waits for the creation in flight and
-    // returns its pod id (rethrowing its error), or throws AlreadyExists.
-    Claim reserve(const std::string& key, const std::string& new_id);
+    // returns its id (rethrowing its error), or throws AlreadyExists. The wait
+    // ends when `caller` goes away (Cancelled, DeadlineExceeded); the creation
+    // in flight goes on undisturbed.
+    Claim reserve(const std::string& key, const std::string& new_id, const Caller& caller = {});
     // The creation under `key` ended: with an error (the name is free again)
-    // or with the pod, which `unclaimed` hands to the next request of the
+    // or with the object, which `unclaimed` hands to the next request of the
     // same name (its caller went away).
     void finish(const std::string& key, std::exception_ptr error, bool unclaimed);
-    void release(const std::string& key);  // the pod is removed
+    // The owner gave up before it made anything (its caller went away while
+    // it waited its turn): the name is free, and a request waiting for it
+    // reserves it itself instead of getting an error that was not its own.
+    void abandon(const std::string& key);
+    void release(const std::string& key);  // removed
     // Restores a name at startup.
     void restore(const std::string& key, const std::string& id);
 
 private:
     struct Flight {
         bool done = false;
+        bool abandoned = false;
         int waiters = 0;
         std::string id;
         std::exception_ptr error;
@@ -171,6 +182,7 @@ private:
         std::shared_ptr<Flight> flight;  // null once finished
         bool unclaimed = false;
     };
+    const std::string kind_;
     std::mutex mu_;
     std::condition_variable cv_;
     std::map<std::string, Entry> entries_;

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -41,7 +42,7 @@ bool valid_slice(const std::string& s) {
 }  // namespace
 
 struct PodManager::Pod {
-    std::mutex op;          // serialises stop/remove of this pod (slow work)
+    std::timed_mutex op;    // serialises stop/remove/container creation in this pod (slow work)
     mutable std::mutex mu;  // guards rec and removed (never held across slow work)
     std::mutex save_mu;     // orders the record writes of concurrent changes (stop, infra exit)
     PodRecord rec;
@@ -160,8 +161,11 @@ void PodManager::watch_infra() {
     watcher_ = std::thread([this, check, w = std::move(watcher)]() mutable {
         while (!stopping_) {
             pollfd p{w.fd(), POLLIN, 0};
-            if (::poll(&p, 1, 100) > 0)
-                for (const auto& id : w.take()) check(id);
+            if (::poll(&p, 1, 100) > 0) {
+                const auto ids = w.take();
+                infra_->exits_seen();  // wakes a StopPodSandbox waiting for its infra container
+                for (const auto& id : ids) check(id);
+            }
         }
     });
 }
@@ -212,7 +216,7 @@ std::shared_ptr<PodManager::Pod> PodManager::find(const std::string& id) const {
     return found;
 }
 
-std::string PodManager::run(const PodConfig& config, const std::function<bool()>& caller_gone) {
+std::string PodManager::run(const PodConfig& config, const Caller& caller) {
     const auto& md = config.metadata;
     if (md.name.empty() || md.ns.empty() || md.uid.empty())
         throw Error(Code::InvalidArgument, "pod sandbox metadata needs a name, a namespace and a uid");
@@ -236,7 +240,7 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
                                                   "runtime handler " + h.name + ": " + h.problem);
 
     const std::string key = reservation_key(md);
-    const auto claim = names_.reserve(key, random_id());
+    const auto claim = names_.reserve(key, random_id(), caller);
     if (!claim.owner) {  // a retry: the first request's pod
         spdlog::info("RunPodSandbox of {}/{} gets pod {}, made for an earlier request of the same name",
                      md.ns, md.name, claim.id);
@@ -273,16 +277,15 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
             ns.hostname = config.hostname.empty() ? md.name.substr(0, 63) : config.hostname;
             for (const auto& [name, value] : config.sysctls)
                 ns.sysctls.emplace_back(classify_sysctl(name).first, value);
-            // Recorded before they exist, so that a failure below removes them.
+            // Recorded (and saved) before they exist, so that a failure below
+            // or a crash (teardown at the next start) removes them.
             rec.netns = ns.net ? rec.ns_dir + "/net" : "";
             rec.ipcns = ns.ipc ? rec.ns_dir + "/ipc" : "";
             rec.utsns = ns.uts ? rec.ns_dir + "/uts" : "";
+            rec.shm = config.host_ipc() ? "" : rec.run_dir + "/shm";
+            save(rec);
             if (ns.net || ns.ipc || ns.uts) create_namespaces(ns);
-
-            if (!config.host_ipc()) {
-                rec.shm = rec.run_dir + "/shm";
-                mount_shm(rec.shm, opts_.shm_size);
-            }
+            if (!rec.shm.empty()) mount_shm(rec.shm, opts_.shm_size);
 
             // resolv.conf and hostname do not depend on the network.
             if (config.dns.empty()) {
@@ -341,7 +344,7 @@ std::string PodManager::run(const PodConfig& config, const std::function<bool()>
         std::lock_guard lock(mu_);
         pods_[rec.id] = pod;
     }
-    names_.finish(key, nullptr, caller_gone && caller_gone());
+    names_.finish(key, nullptr, caller.gone());
     spdlog::info("pod {} ({}/{}) is ready{}", rec.id, md.ns, md.name,
                  rec.ips.empty() ? "" : " with IP " + rec.ips.front());
     emit(PodEvent::Type::Created, rec);
@@ -404,7 +407,16 @@ void PodManager::stop_locked(Pod& pod) {
 }
 
 void PodManager::stop(const std::string& id) {
-    auto pod = find(id);
+    std::shared_ptr<Pod> pod;
+    try {
+        pod = find(id);
+    } catch (const Error& e) {
+        // api.proto: StopPodSandbox "must not return an error if all relevant
+        // resources have already been reclaimed" (CRI-O answers OK too).
+        if (e.code() != Code::NotFound) throw;
+        spdlog::debug("StopPodSandbox of {}: no such pod; stopped already", id);
+        return;
+    }
     std::lock_guard op(pod->op);
     {
         std::lock_guard lock(pod->mu);
@@ -465,12 +477,23 @@ void PodManager::teardown(PodRecord& rec) {
         step([&] { network_.detach(rec.pod_network()); });
         if (!first) rec.network_attached = false;
     }
-    if (!rec.shm.empty()) step([&] { remove_mount(rec.shm, true); });
-    for (const auto* p : {&rec.netns, &rec.ipcns, &rec.utsns})
-        if (!p->empty()) step([&] { remove_mount(*p, false); });
-    step([&] {
-        if (::rmdir(rec.ns_dir.c_str()) != 0 && errno != ENOENT) throw_errno("removing " + rec.ns_dir);
-    });
+    // The paths the record names, and the ones a pod can have whatever its
+    // record says (a record written by an older crisd that died between the
+    // mounts and the next save names none): a path never mounted, or never
+    // made, is fine.
+    std::set<std::string> shm{rec.shm}, nsfiles{rec.netns, rec.ipcns, rec.utsns};
+    if (!rec.run_dir.empty()) shm.insert(rec.run_dir + "/shm");
+    if (!rec.ns_dir.empty())
+        for (const char* kind : {"net", "ipc", "uts"}) nsfiles.insert(rec.ns_dir + "/" + kind);
+    for (const auto& p : shm)
+        if (!p.empty()) step([&] { remove_mount(p, true); });
+    for (const auto& p : nsfiles)
+        if (!p.empty()) step([&] { remove_mount(p, false); });
+    if (!rec.ns_dir.empty()) {
+        step([&] {
+            if (::rmdir(rec.ns_dir.c_str()) != 0 && errno != ENOENT) throw_errno("removing " + rec.ns_dir);
+        });
+    }
     // A slice crisd created for this pod (no kubelet made it): nothing else
     // stops it. Never while anything still runs in it (another pod, one
     // being made, a nested slice).
@@ -496,9 +519,12 @@ void PodManager::teardown(PodRecord& rec) {
         throw_errno("removing " + record_path(rec.id));
 }
 
-void PodManager::with_ready_pod(const std::string& id, const std::function<void(const PodRecord&)>& fn) {
+void PodManager::with_ready_pod(const std::string& id, const std::function<void(const PodRecord&)>& fn,
+                                const Caller& caller) {
     auto pod = find(id);
-    std::lock_guard op(pod->op);
+    std::unique_lock op(pod->op, std::defer_lock);
+    while (!op.try_lock_for(std::chrono::milliseconds(100)))
+        caller.check("waiting for pod sandbox " + id + ", which another request is working on");
     const PodRecord rec = pod->snapshot();
     {
         std::lock_guard lock(pod->mu);

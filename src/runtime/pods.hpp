@@ -69,10 +69,13 @@ public:
     // is not ready any more).
     void load();
 
-    // RunPodSandbox. `caller_gone` is asked once the pod exists: when the
-    // caller stopped waiting, its retry gets this pod instead of a conflict.
-    std::string run(const PodConfig& config, const std::function<bool()>& caller_gone = {});
-    // StopPodSandbox: NotFound for an unknown id; idempotent.
+    // RunPodSandbox. A retry of a creation in flight waits for its result as
+    // long as its own `caller` waits (then Cancelled / DeadlineExceeded, and
+    // the creation goes on). `caller` is asked again once the pod exists:
+    // when it stopped waiting, its retry gets this pod instead of a conflict.
+    std::string run(const PodConfig& config, const Caller& caller = {});
+    // StopPodSandbox: idempotent; an unknown id is stopped already (no error,
+    // as the CRI asks of a pod whose resources are reclaimed).
     void stop(const std::string& id);
     // RemovePodSandbox: stops the pod first; an id that is gone is fine.
     void remove(const std::string& id);
@@ -84,8 +87,11 @@ public:
     // For the containers of a pod (the container service plugs in here).
     // Runs `fn` with the pod's record while holding the pod's operation lock,
     // so that the pod is not stopped or removed meanwhile. NotFound for an
-    // unknown or removed pod, FailedPrecondition for a pod that is not ready.
-    void with_ready_pod(const std::string& id, const std::function<void(const PodRecord&)>& fn);
+    // unknown or removed pod, FailedPrecondition for a pod that is not ready;
+    // Cancelled / DeadlineExceeded when `caller` goes away while another
+    // request holds the lock.
+    void with_ready_pod(const std::string& id, const std::function<void(const PodRecord&)>& fn,
+                        const Caller& caller = {});
     // Called with the pod's operation lock held: `stop` before the pod's
     // network goes (stop its containers), `remove` before its namespaces and
     // files go (remove its containers). An error fails StopPodSandbox /
@@ -117,7 +123,7 @@ private:
     const Handlers& handlers_;
     network::Network& network_;
     systemd::Manager& systemd_;
-    NameRegistry names_;
+    NameRegistry names_{"pod sandbox"};
     Hooks hooks_;
 
     mutable std::mutex mu_;  // guards pods_ only

@@ -22,6 +22,8 @@ std::string RuntimeConfigState::pod_cidr() const {
     return pod_cidr_;
 }
 
+CgroupDriver cgroup_driver() { return CgroupDriver::Systemd; }
+
 status::RuntimeStatus runtime_status(const Handlers& handlers, const network::Network& network,
                                      const RuntimeConfigState* config) {
     status::RuntimeStatus st;

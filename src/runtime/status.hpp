@@ -28,6 +28,12 @@ private:
     std::string pod_cidr_;
 };
 
+// The cgroup driver the kubelet must use with crisd (the CRI RuntimeConfig,
+// same numbers as the CRI's CgroupDriver): always systemd, since every
+// container runs with the runtime's --systemd-cgroup in a scope systemd owns.
+enum class CgroupDriver : int { Systemd = 0, Cgroupfs = 1 };
+CgroupDriver cgroup_driver();
+
 // RuntimeReady and NetworkReady, the runtime handlers, and the verbose info
 // ("config": the default handler, each handler's binary, root, problem, and
 // the pod CIDR when `config` is given).

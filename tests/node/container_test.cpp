@@ -9,6 +9,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -1213,4 +1214,150 @@ TEST(InfraFaults, FailedStartLeavesNothing) {
     rm.set_pod_sandbox_id(id);
     c.call(&v1::RuntimeService::Stub::RemovePodSandbox, "RemovePodSandbox", rm);
     sh("systemctl stop crisd-infra-fault; systemctl reset-failed crisd-infra-fault 2>/dev/null; rm -rf /tmp/infra-faults");
+}
+
+// crisd-conmon killed (as by the OOM killer in the pod's slice): the
+// container is EXITED within a second or two, what ran in it is killed, and
+// Stop and Remove do not wait out their timeouts.
+TEST_F(Containers, AContainerWhoseConmonDiesIsExitedAtOnce) {
+    const auto id = run_container("conmon-dies", container_config("main", "exec sleep 1006"));
+    v1::ContainerStatusRequest req;
+    req.set_container_id(id);
+    req.set_verbose(true);
+    const auto info = nlohmann::json::parse(
+        client_->call(&v1::RuntimeService::Stub::ContainerStatus, "ContainerStatus", req).info().at("info"));
+    const int conmon = info["monitor_pid"].get<int>();
+    const int pid = info["pid"].get<int>();
+    ASSERT_GT(conmon, 0);
+    ASSERT_EQ(status(id).state(), v1::CONTAINER_RUNNING);
+    const auto killed = std::chrono::steady_clock::now();
+    must("kill -9 " + std::to_string(conmon));
+    ASSERT_TRUE(wait_exited(id, 5s));
+    EXPECT_LT(std::chrono::steady_clock::now() - killed, 2500ms);
+    const auto st = status(id);
+    EXPECT_EQ(st.exit_code(), 255);
+    EXPECT_EQ(st.reason(), "Error");
+    EXPECT_NE(st.message().find("crisd-conmon"), std::string::npos) << st.message();
+    EXPECT_TRUE(wait_for([&] { return sh("kill -0 " + std::to_string(pid)).exit_code != 0; }, 5s))
+        << "the container's process outlived its conmon";
+    const auto t = std::chrono::steady_clock::now();
+    stop(id, 30);
+    remove(id);
+    EXPECT_LT(std::chrono::steady_clock::now() - t, 5s);
+    expect_gone(id);
+}
+
+// The kubelet takes at most 16 MiB per gRPC message: stdout and stderr
+// together are cut to fit, first come first kept.
+TEST_F(Containers, ExecSyncOutputFitsTheKubeletsMessageLimit) {
+    const auto id = run_container("exec-big", container_config("main", "exec sleep 1007"));
+    const auto r = exec(id,
+                        "dd if=/dev/zero bs=1048576 count=12 2>/dev/null; "
+                        "(dd if=/dev/zero bs=1048576 count=12 2>/dev/null) >&2; exit 4");
+    EXPECT_EQ(r.exit_code(), 4);
+    EXPECT_LE(r.ByteSizeLong(), 16u * 1024 * 1024) << "the kubelet would get RESOURCE_EXHAUSTED";
+    EXPECT_EQ(r.stdout().size(), 12u * 1024 * 1024);
+    EXPECT_GT(r.stderr().size(), 3u * 1024 * 1024);
+    EXPECT_LT(r.stdout().size() + r.stderr().size(), 16u * 1024 * 1024);
+    // Small output is whole.
+    const auto small = exec(id, "echo out; echo err >&2");
+    EXPECT_EQ(small.stdout(), "out\n");
+    EXPECT_EQ(small.stderr(), "err\n");
+}
+
+// The writable layer in ContainerStats, ListContainerStats and
+// PodSandboxStats: what the container wrote, on the container file system
+// ImageFsInfo names.
+TEST_F(Containers, StatsReportTheWritableLayer) {
+    const auto pod = run_pod("writable");
+    const auto id = create(pod, container_config("main", "dd if=/dev/zero of=/data bs=1048576 count=3; sleep 1008"));
+    start(id);
+    ASSERT_TRUE(wait_for([&] { return exec(id, "ls -l /data").stdout().find("3145728") != std::string::npos; }, 10s));
+    v1::ContainerStatsRequest req;
+    req.set_container_id(id);
+    v1::ContainerStats s;
+    // Measured at most every few seconds: the first look may predate the write.
+    EXPECT_TRUE(wait_for([&] {
+        s = client_->call(&v1::RuntimeService::Stub::ContainerStats, "ContainerStats", req).stats();
+        return s.writable_layer().used_bytes().value() >= 3u * 1024 * 1024;
+    }, 10s)) << s.DebugString();
+    EXPECT_GE(s.writable_layer().inodes_used().value(), 1u);
+    EXPECT_EQ(s.writable_layer().fs_id().mountpoint(), "/var/lib/crisd/rootfs");
+    EXPECT_GT(s.writable_layer().timestamp(), 0);
+    v1::ImageFsInfoResponse fs = client_->call(&v1::ImageService::Stub::ImageFsInfo, "ImageFsInfo", v1::ImageFsInfoRequest());
+    ASSERT_EQ(fs.container_filesystems_size(), 1);
+    EXPECT_EQ(fs.container_filesystems(0).fs_id().mountpoint(), s.writable_layer().fs_id().mountpoint());
+
+    v1::ListContainerStatsRequest lreq;
+    lreq.mutable_filter()->set_id(id);
+    const auto all = client_->call(&v1::RuntimeService::Stub::ListContainerStats, "ListContainerStats", lreq);
+    ASSERT_EQ(all.stats_size(), 1);
+    EXPECT_GE(all.stats(0).writable_layer().used_bytes().value(), 3u * 1024 * 1024);
+    v1::PodSandboxStatsRequest preq;
+    preq.set_pod_sandbox_id(pod);
+    const auto ps = client_->call(&v1::RuntimeService::Stub::PodSandboxStats, "PodSandboxStats", preq).stats();
+    ASSERT_EQ(ps.linux().containers_size(), 1);
+    EXPECT_GE(ps.linux().containers(0).writable_layer().used_bytes().value(), 3u * 1024 * 1024);
+}
+
+// The kubelet's evented PLEG: with a timestamp, PodSandboxStatus is all it
+// reads of the pod's containers, and the pod events carry them too.
+TEST_F(Containers, PodStatusAndPodEventsCarryTheContainers) {
+    const auto pod = run_pod("pleg");
+    const auto a = create(pod, container_config("a", "exec sleep 1009"));
+    start(a);
+    const auto b = create(pod, container_config("b", "exit 0"));
+    const auto before = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    v1::PodSandboxStatusRequest req;
+    req.set_pod_sandbox_id(pod);
+    const auto resp = client_->call(&v1::RuntimeService::Stub::PodSandboxStatus, "PodSandboxStatus", req);
+    const auto after = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    EXPECT_GE(resp.timestamp(), before) << "nanoseconds since the epoch";
+    EXPECT_LE(resp.timestamp(), after);
+    std::map<std::string, v1::ContainerStatus> byid;
+    for (const auto& c : resp.containers_statuses()) byid[c.id()] = c;
+    ASSERT_EQ(byid.size(), 2u) << resp.DebugString();
+    EXPECT_EQ(byid[a].state(), v1::CONTAINER_RUNNING);
+    EXPECT_EQ(byid[a].metadata().name(), "a");
+    EXPECT_EQ(byid[a].image_ref(), status(a).image_ref());
+    EXPECT_EQ(byid[b].state(), v1::CONTAINER_CREATED);
+    EXPECT_EQ(byid[b].log_path(), status(b).log_path());
+
+    auto ctx = client_->context();
+    auto reader = client_->runtime().GetContainerEvents(ctx.get(), v1::GetEventsRequest());
+    ::usleep(300000);  // subscribed
+    v1::StopPodSandboxRequest stop_req;
+    stop_req.set_pod_sandbox_id(pod);
+    client_->call(&v1::RuntimeService::Stub::StopPodSandbox, "StopPodSandbox", stop_req);
+    v1::ContainerEventResponse e;
+    bool seen = false;
+    while (!seen && reader->Read(&e)) {
+        if (e.container_id() != pod || e.container_event_type() != v1::CONTAINER_STOPPED_EVENT) continue;
+        seen = true;
+        EXPECT_EQ(e.pod_sandbox_status().state(), v1::SANDBOX_NOTREADY);
+        std::map<std::string, v1::ContainerStatus> ev;
+        for (const auto& c : e.containers_statuses()) ev[c.id()] = c;
+        ASSERT_EQ(ev.size(), 2u) << e.DebugString();
+        EXPECT_EQ(ev[a].state(), v1::CONTAINER_EXITED) << "stopped with the pod";
+    }
+    ctx->TryCancel();
+    EXPECT_TRUE(seen);
+}
+
+// With a PID namespace it does not own, a container's first process can end
+// while what it started runs on; StopContainer ends that too.
+TEST_F(Infra, StoppingAnExitedContainerKillsWhatItLeftInTheSharedPidNamespace) {
+    const auto pod = run_shared_pid_pod("leftovers");
+    const auto id = create(pod, shared(container_config("main", "sleep 1010 & exit 0")));
+    start(id);
+    ASSERT_TRUE(wait_exited(id));
+    EXPECT_EQ(status(id).exit_code(), 0);
+    ASSERT_EQ(sh("pgrep -f '^sleep 1010$'").exit_code, 0) << "its child runs on, reparented to crisd-pause";
+    stop(id, 10);
+    EXPECT_TRUE(wait_for([&] { return sh("pgrep -f '^sleep 1010$'").exit_code != 0; }, 5s))
+        << sh("ps -eo pid,args | grep 'sleep 1010'").out;
 }

@@ -18,6 +18,7 @@ using namespace crisd::node;
 using crisd::test::CallError;
 using crisd::test::CriClient;
 namespace v1 = ::runtime::v1;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -194,25 +195,21 @@ TEST_F(Pods, RemoveStopsARunningPodFirst) {
     expect_nothing_left();
 }
 
-TEST_F(Pods, UnknownIdsAreNotFound) {
+TEST_F(Pods, UnknownIdsAreNotFoundForStatusOnly) {
     const std::string unknown(64, 'f');
-    for (int rpc = 0; rpc < 2; ++rpc) {
-        grpc::Status st;
-        if (rpc == 0) {
-            v1::PodSandboxStatusRequest req;
-            req.set_pod_sandbox_id(unknown);
-            v1::PodSandboxStatusResponse resp;
-            st = client_.try_call(&v1::RuntimeService::Stub::PodSandboxStatus, req, &resp);
-        } else {
-            v1::StopPodSandboxRequest req;
-            req.set_pod_sandbox_id(unknown);
-            v1::StopPodSandboxResponse resp;
-            st = client_.try_call(&v1::RuntimeService::Stub::StopPodSandbox, req, &resp);
-        }
-        EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << rpc;
-        EXPECT_NE(st.error_message().find(unknown), std::string::npos) << st.error_message();
-    }
-    remove(client_, unknown);  // RemovePodSandbox of a pod that is gone succeeds
+    v1::PodSandboxStatusRequest req;
+    req.set_pod_sandbox_id(unknown);
+    v1::PodSandboxStatusResponse resp;
+    const auto st = client_.try_call(&v1::RuntimeService::Stub::PodSandboxStatus, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_NE(st.error_message().find(unknown), std::string::npos) << st.error_message();
+    // Stop and Remove of a pod that is gone succeed: api.proto says they must
+    // not fail once everything is reclaimed (the kubelet retries them).
+    stop(client_, unknown);
+    remove(client_, unknown);
+    const auto id = run(client_, pod_config("gone"));
+    remove(client_, id);
+    stop(client_, id);
 }
 
 TEST_F(Pods, HostNetworkPodNeverTouchesCni) {
@@ -394,6 +391,61 @@ TEST_F(Pods, ARetryAfterTheClientGaveUpGetsTheFirstPod) {
         EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS) << st.error_message();
         EXPECT_NE(st.error_message().find(a), std::string::npos);
     }
+}
+
+// A CNI ADD that hangs: each kubelet retry of RunPodSandbox waits for the
+// creation in flight only until its own deadline (DEADLINE_EXCEEDED from
+// crisd, not a gRPC thread held for as long as the ADD takes), and once the
+// ADD is done a retry gets that pod.
+TEST_F(Pods, RetriesOfAHungCreationGiveUpAtTheirDeadline) {
+    must("mkdir -p /opt/cni/bin");
+    std::ofstream("/opt/cni/bin/crisd-test-slow")
+        << "#!/usr/bin/python3\nimport json, os, sys, time\nconf = json.load(sys.stdin)\n"
+           "if os.environ.get('CNI_COMMAND') == 'ADD':\n"
+           "    for _ in range(300):\n"
+           "        if os.path.exists('/run/crisd-test-release'): break\n"
+           "        time.sleep(0.1)\n"
+           "print(json.dumps(conf.get('prevResult', {'cniVersion': conf['cniVersion']})))\n";
+    must("chmod +x /opt/cni/bin/crisd-test-slow && rm -f /run/crisd-test-release");
+    std::ofstream("/etc/cni/net.d/00-slow.conflist.tmp")
+        << R"({"cniVersion":"1.0.0","name":"slow","plugins":[
+              {"type":"bridge","bridge":"cnibr8","ipam":{"type":"host-local","ranges":[[{"subnet":"10.87.0.0/24"}]]}},
+              {"type":"crisd-test-slow"}]})";
+    must("mv /etc/cni/net.d/00-slow.conflist.tmp /etc/cni/net.d/00-slow.conflist");
+    ::usleep(500000);  // the config watch picks it up
+    client_.version();
+    const auto with_deadline = [&](std::chrono::milliseconds d, std::string* id = nullptr) {
+        auto ctx = client_.context();
+        ctx->set_deadline(std::chrono::system_clock::now() + d);
+        v1::RunPodSandboxRequest req;
+        *req.mutable_config() = pod_config("hung");
+        v1::RunPodSandboxResponse resp;
+        const auto st = client_.runtime().RunPodSandbox(ctx.get(), req, &resp);
+        if (id) *id = resp.pod_sandbox_id();
+        return st;
+    };
+    EXPECT_EQ(with_deadline(1000ms).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);  // the first, in CNI ADD
+    const auto t = std::chrono::steady_clock::now();
+    EXPECT_EQ(with_deadline(1500ms).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);  // a retry
+    EXPECT_LT(std::chrono::steady_clock::now() - t, 3s);
+    const std::string gave_up =
+        "journalctl -u crisd.service --no-pager | grep -c 'pod-test_uid-hung_0\" that an earlier request is creating'";
+    EXPECT_EQ(sh("for i in $(seq 30); do " + gave_up + " >/dev/null && break; sleep 0.1; done; " + gave_up).out,
+              "1\n")
+        << "crisd itself gave up waiting (not only the client)";
+    must("touch /run/crisd-test-release");
+    std::string id;
+    const auto st = with_deadline(10000ms, &id);  // waits for the first, or gets its pod
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    v1::PodSandboxFilter f;
+    (*f.mutable_label_selector())["name"] = "hung";
+    ASSERT_EQ(list(client_, &f).size(), 1u) << "one pod, made by the first request";
+    EXPECT_EQ(list(client_, &f)[0].id(), id);
+    remove(client_, id);
+    must("rm -f /etc/cni/net.d/00-slow.conflist /opt/cni/bin/crisd-test-slow /run/crisd-test-release");
+    sh("ip link delete cnibr8");
+    expect_nothing_left();
+    ::usleep(500000);
 }
 
 TEST_F(Pods, PodSliceComesFromCgroupParent) {

@@ -2,14 +2,29 @@
 // rule, users from the image's files, capabilities, the OCI config, records.
 #include <gtest/gtest.h>
 
-#include <csignal>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
 
 #include "common/error.hpp"
+#include "common/fd.hpp"
+#include "config/config.hpp"
+#include "image/image.hpp"
+#include "image/rootfs.hpp"
+#include "network/network.hpp"
 #include "runtime/container.hpp"
 #include "runtime/containers.hpp"
+#include "runtime/handlers.hpp"
+#include "runtime/oci.hpp"
+#include "runtime/pods.hpp"
+#include "systemd/fake.hpp"
 
 using namespace crisd;
 using namespace crisd::runtime;
@@ -479,4 +494,234 @@ TEST(ContainerRecord, PidModeRoundTripsAndOldRecordsHaveContainer) {
     back = container_from_json(j);
     EXPECT_EQ(back.config.pid, NamespaceMode::Container);
     EXPECT_EQ(back.config.pid_target, "");
+}
+
+// ContainerManager over records made by hand: a stand-in crisd-conmon (a
+// shell blocked on a pipe, its command line naming the container) and a
+// stand-in runtime (a script that logs its arguments and answers `state`
+// from a file). No container runs; what is tested is what crisd records,
+// emits and asks the runtime when a monitor dies, an exit file is damaged,
+// a start fails, or a container sharing a PID namespace is stopped.
+namespace {
+
+using namespace std::chrono_literals;
+
+class Manager : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/crisd-ctrmgr-test-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        runtime_ = dir_ + "/fake-runtime";
+        std::ofstream(runtime_) << "#!/bin/sh\necho \"$@\" >> " << dir_ << "/runtime.log\n"
+                                << "case \" $* \" in *\" state \"*) cat " << dir_ << "/state.json ;; esac\n";
+        std::filesystem::permissions(runtime_, std::filesystem::perms::owner_all);
+        auto cfg = config::defaults();
+        cfg.runtime.runtimes["runc"].runtime_path = runtime_;
+        handlers_ = std::make_unique<Handlers>(cfg.runtime, "");
+        cfg.network.network_dir = dir_ + "/net.d";
+        network_ = std::make_unique<network::Network>(cfg.network, dir_ + "/network");
+        PodOptions po;
+        po.root = dir_ + "/root";
+        po.runroot = dir_ + "/run";
+        pods_ = std::make_unique<PodManager>(po, *handlers_, *network_, fake_);
+        image::Options io;
+        io.root = dir_ + "/root/images";
+        io.registries_conf = dir_ + "/registries.conf";
+        images_ = std::make_unique<image::Images>(io);
+        rootfs_ = std::make_unique<image::Rootfs>(*images_, dir_ + "/root/rootfs");
+    }
+    void TearDown() override {
+        manager_.reset();
+        for (const pid_t pid : monitors_) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+        }
+        std::filesystem::remove_all(dir_);
+    }
+    ContainerManager& manager() {
+        manager_ = std::make_unique<ContainerManager>(
+            ContainerOptions{dir_ + "/root", dir_ + "/run", "/nonexistent", dir_ + "/seccomp.json"}, *handlers_,
+            *pods_, *images_, *rootfs_, fake_);
+        manager_->load();
+        return *manager_;
+    }
+    // A process whose command line names `id`, as crisd-conmon's does.
+    pid_t fake_monitor(const std::string& id) {
+        int p[2];
+        EXPECT_EQ(::pipe(p), 0);
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            ::dup2(p[0], 0);
+            ::close(p[1]);
+            ::execl("/bin/sh", "sh", "-c", "read x", id.c_str(), static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        ::close(p[0]);
+        pipes_.emplace_back(p[1]);
+        monitors_.push_back(pid);
+        EXPECT_TRUE(eventually([&] { return monitor_alive(pid, id); })) << "the shell never ran";
+        return pid;
+    }
+    ContainerRecord record(char fill, ContainerState state, pid_t monitor) {
+        ContainerRecord r;
+        r.id = std::string(64, fill);
+        r.pod_id = std::string(64, 'f');
+        r.config = base();
+        r.config.metadata.name = std::string("c-") + fill;
+        r.state = state;
+        r.creating = false;
+        r.runtime_handler = "runc";
+        r.runtime_path = runtime_;
+        r.runtime_root = dir_ + "/runtime-root";
+        r.bundle = dir_ + "/run/containers/" + r.id;
+        r.monitor_pid = monitor;
+        r.pid = 1;
+        r.slice = "crisd.slice";
+        r.created_at = 1;
+        if (state != ContainerState::Created) r.started_at = 2;
+        std::filesystem::create_directories(r.runtime_root + "/" + r.id);  // the runtime knows it
+        std::filesystem::create_directories(dir_ + "/root/containers");
+        std::ofstream(dir_ + "/root/containers/" + r.id + ".json") << to_json(r).dump();
+        return r;
+    }
+    void runtime_says(const std::string& status) {
+        std::ofstream(dir_ + "/state.json") << "{\"ociVersion\":\"1.0.2\",\"id\":\"x\",\"status\":\"" << status
+                                            << "\",\"pid\":1}\n";
+    }
+    std::string runtime_log() {
+        std::ifstream in(dir_ + "/runtime.log");
+        std::stringstream ss;
+        ss << in.rdbuf();
+        return ss.str();
+    }
+    static bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 3s) {
+        const auto end = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < end) {
+            if (cond()) return true;
+            std::this_thread::sleep_for(20ms);
+        }
+        return cond();
+    }
+
+    std::string dir_, runtime_;
+    std::unique_ptr<Handlers> handlers_;
+    std::unique_ptr<network::Network> network_;
+    systemd::FakeManager fake_;
+    std::unique_ptr<PodManager> pods_;
+    std::unique_ptr<image::Images> images_;
+    std::unique_ptr<image::Rootfs> rootfs_;
+    std::unique_ptr<ContainerManager> manager_;
+    std::vector<pid_t> monitors_;
+    std::vector<crisd::UniqueFd> pipes_;
+};
+
+}  // namespace
+
+TEST_F(Manager, AMonitorThatDiesEndsItsContainerAtOnce) {
+    const auto r = record('a', ContainerState::Running, 0);
+    auto rec = r;
+    rec.monitor_pid = fake_monitor(r.id);
+    std::ofstream(dir_ + "/root/containers/" + r.id + ".json") << to_json(rec).dump();
+    auto& m = manager();
+    ASSERT_EQ(m.status(r.id).state, ContainerState::Running);
+    auto events = m.subscribe();
+    const auto killed = std::chrono::steady_clock::now();
+    ASSERT_EQ(::kill(rec.monitor_pid, SIGKILL), 0);  // OOM in the pod's slice, say
+    ASSERT_TRUE(eventually([&] { return m.status(r.id).state == ContainerState::Exited; }));
+    EXPECT_LT(std::chrono::steady_clock::now() - killed, 1500ms);
+    const auto st = m.status(r.id);
+    EXPECT_EQ(st.exit_code, 255);
+    EXPECT_EQ(st.reason, "Error");
+    EXPECT_NE(st.message.find("crisd-conmon"), std::string::npos) << st.message;
+    EXPECT_NE(st.message.find("died"), std::string::npos) << st.message;
+    const auto e = events->next(1s);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->type, ContainerEvent::Type::Stopped);
+    const auto calls = fake_.calls();
+    EXPECT_NE(std::find(calls.begin(), calls.end(), "kill_unit crisd-" + r.id + ".scope"), calls.end())
+        << "what is left of the container is killed";
+    // Saved: a restart sees the same.
+    EXPECT_NE(std::ifstream(dir_ + "/root/containers/" + r.id + ".json").peek(), EOF);
+    const auto saved = container_from_json(
+        nlohmann::json::parse(std::ifstream(dir_ + "/root/containers/" + r.id + ".json")));
+    EXPECT_EQ(saved.state, ContainerState::Exited);
+    // Stop and Remove do not wait out timeouts for it.
+    const auto t = std::chrono::steady_clock::now();
+    m.stop(r.id, 30s);
+    m.remove(r.id);
+    EXPECT_LT(std::chrono::steady_clock::now() - t, 5s);
+}
+
+TEST_F(Manager, ADamagedExitFileEndsTheContainerAndNotCrisd) {
+    auto a = record('a', ContainerState::Running, 0);
+    a.monitor_pid = fake_monitor(a.id);
+    std::ofstream(dir_ + "/root/containers/" + a.id + ".json") << to_json(a).dump();
+    auto b = record('b', ContainerState::Running, 0);
+    b.monitor_pid = fake_monitor(b.id);
+    std::ofstream(dir_ + "/root/containers/" + b.id + ".json") << to_json(b).dump();
+    std::filesystem::create_directories(dir_ + "/run/exits");
+    std::ofstream(dir_ + "/run/exits/" + a.id) << "exit_code=banana\n";  // found at startup
+    auto& m = manager();
+    auto st = m.status(a.id);
+    EXPECT_EQ(st.state, ContainerState::Exited);
+    EXPECT_EQ(st.exit_code, 255);
+    EXPECT_NE(st.message.find("exit file"), std::string::npos) << st.message;
+    // One that appears while crisd runs: the watcher thread survives it.
+    {
+        std::ofstream tmp(dir_ + "/run/exits/.tmp-b");
+        tmp << "garbage without an equals sign\n";
+    }
+    std::filesystem::rename(dir_ + "/run/exits/.tmp-b", dir_ + "/run/exits/" + b.id);
+    ASSERT_TRUE(eventually([&] { return m.status(b.id).state == ContainerState::Exited; }));
+    EXPECT_EQ(m.status(b.id).exit_code, 255);
+}
+
+TEST_F(Manager, ACreatedContainerThatTheRuntimeRunsIsRunningAfterARestart) {
+    auto r = record('a', ContainerState::Created, 0);
+    r.monitor_pid = fake_monitor(r.id);
+    std::ofstream(dir_ + "/root/containers/" + r.id + ".json") << to_json(r).dump();
+    runtime_says("running");  // crisd died between `runtime start` and its save
+    auto& m = manager();
+    EXPECT_EQ(m.status(r.id).state, ContainerState::Running);
+    EXPECT_GT(m.status(r.id).started_at, 0);
+}
+
+TEST_F(Manager, AFailedStartRecordsWhatTheRuntimeSays) {
+    auto a = record('a', ContainerState::Created, 0);
+    a.monitor_pid = fake_monitor(a.id);
+    std::ofstream(dir_ + "/root/containers/" + a.id + ".json") << to_json(a).dump();
+    auto b = record('b', ContainerState::Created, 0);
+    b.monitor_pid = fake_monitor(b.id);
+    std::ofstream(dir_ + "/root/containers/" + b.id + ".json") << to_json(b).dump();
+    runtime_says("created");
+    auto& m = manager();
+    auto events = m.subscribe();
+    // No conmon answers (no control socket): as a dropped connection after
+    // `runtime start` did its work. The runtime says it runs: it is running.
+    runtime_says("running");
+    m.start(a.id);
+    EXPECT_EQ(m.status(a.id).state, ContainerState::Running);
+    auto e = events->next(1s);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->type, ContainerEvent::Type::Started);
+    EXPECT_EQ(e->container.id, a.id);
+    // The runtime says it never started: the error stands, and the container
+    // is killed so that it cannot start late behind a "created" record.
+    runtime_says("created");
+    EXPECT_THROW(m.start(b.id), Error);
+    EXPECT_EQ(m.status(b.id).state, ContainerState::Created);
+    EXPECT_NE(runtime_log().find("kill " + b.id + " 9"), std::string::npos) << runtime_log();
+}
+
+TEST_F(Manager, StoppingAnExitedContainerThatSharesAPidNamespaceKillsWhatItLeft) {
+    auto shared = record('a', ContainerState::Exited, 0);
+    shared.config.pid = NamespaceMode::Pod;
+    std::ofstream(dir_ + "/root/containers/" + shared.id + ".json") << to_json(shared).dump();
+    const auto own = record('b', ContainerState::Exited, 0);  // PID namespace of its own
+    auto& m = manager();
+    m.stop(shared.id, 10s);
+    m.stop(own.id, 10s);
+    const auto log = runtime_log();
+    EXPECT_NE(log.find("kill --all " + shared.id + " 9"), std::string::npos) << log;
+    EXPECT_EQ(log.find(own.id), std::string::npos) << "nothing can be left of it: " << log;
 }

@@ -144,6 +144,15 @@ TEST_F(CriServer, UpdateRuntimeConfigKeepsThePodCidrForStatus) {
     backends_->runtime_config = nullptr;
 }
 
+TEST_F(CriServer, RuntimeConfigSaysTheSystemdCgroupDriver) {
+    grpc::ClientContext ctx;
+    v1::RuntimeConfigResponse resp;
+    const auto st = rt_->RuntimeConfig(&ctx, v1::RuntimeConfigRequest(), &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_TRUE(resp.has_linux());  // SYSTEMD is 0: the message itself must be there
+    EXPECT_EQ(resp.linux().cgroup_driver(), v1::SYSTEMD);
+}
+
 TEST_F(CriServer, ManyConcurrentClients) {
     std::vector<std::thread> threads;
     std::atomic<int> ok{0};

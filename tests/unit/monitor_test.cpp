@@ -1,6 +1,7 @@
 // The crisd <-> crisd-conmon wire formats (src/monitor/protocol.hpp) and the
 // client side (src/monitor/monitor.hpp) against a stand-in monitor.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -202,3 +203,30 @@ TEST(Launch, MissingBinaryIsNamed) {
 }
 
 }  // namespace
+
+// A stand-in control socket answering one exec with `packets`, then the exit.
+TEST(ExecSync, StdoutAndStderrTogetherKeptUpToTheTotalCapInArrivalOrder) {
+    TempDir dir;
+    auto listener = listen_seqpacket(dir.path() + "/" + kControlSocketName);
+    std::string request;
+    std::thread conmon([&] {
+        UniqueFd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        ASSERT_TRUE(conn);
+        char buf[kMaxPacket];
+        const auto n = ::recv(conn.get(), buf, sizeof buf, 0);
+        request.assign(buf, static_cast<size_t>(std::max<ssize_t>(n, 0)));
+        for (const auto& p : {std::string("O") + std::string(600, 'o'), std::string("E") + std::string(600, 'e'),
+                              std::string("O") + std::string(600, 'p'), std::string("E") + std::string(10, 'f'),
+                              std::string("X 3 0")})
+            ASSERT_EQ(::send(conn.get(), p.data(), p.size(), MSG_NOSIGNAL), static_cast<ssize_t>(p.size()));
+    });
+    const auto r = exec_sync(dir.path(), {"sh", "-c", "x"}, 5s, 1000, 1000);
+    conmon.join();
+    EXPECT_EQ(r.exit_code, 3);
+    EXPECT_EQ(r.out, std::string(600, 'o'));
+    EXPECT_EQ(r.err, std::string(400, 'e'));
+    EXPECT_EQ(request.substr(0, 5), std::string("exec\0", 5));
+    EXPECT_NE(request.find(std::string(1, '\0') + "1000" + std::string(1, '\0')), std::string::npos)
+        << "conmon's own cap";
+}
+

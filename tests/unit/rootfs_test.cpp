@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,6 +20,7 @@
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
+#include "common/files.hpp"
 #include "image/digest.hpp"
 #include "image/image.hpp"
 #include "image/rootfs.hpp"
@@ -224,4 +226,52 @@ TEST_F(RootfsTest, StartupDropsLeftoversAndBrokenRecords) {
     const auto usage = images.usage();
     EXPECT_GT(usage.bytes, 0u);
     EXPECT_GT(usage.inodes, 5u);
+}
+
+// A container's image_ref is the repo digest of the repository it asked for,
+// not whichever the image got first.
+TEST_F(RootfsTest, StatusGivesTheRepoDigestOfTheRepositoryAsked) {
+    const auto l1 = add_layer(store_, 1, {{"a.txt", "a1"}});
+    const std::string id = add_image(store_, {l1}, "a.example/x/app:v1");
+    const std::string record = store_ + "/images/" + id.substr(7) + ".json";
+    auto j = nlohmann::json::parse(slurp(record));
+    const std::string digest = "sha256:" + std::string(64, '5');
+    j["repoTags"] = {"a.example/x/app:v1", "b.example/y/app:v1"};
+    j["repoDigests"] = {"a.example/x/app@" + digest, "b.example/y/app@" + digest};
+    std::ofstream(record) << j.dump();
+    Images images(options());
+    EXPECT_EQ(images.status("b.example/y/app:v1")->ref_digest, "b.example/y/app@" + digest);
+    EXPECT_EQ(images.status("b.example/y/app@" + digest)->ref_digest, "b.example/y/app@" + digest);
+    EXPECT_EQ(images.status("a.example/x/app:v1")->ref_digest, "a.example/x/app@" + digest);
+    EXPECT_EQ(images.status(id)->ref_digest, "a.example/x/app@" + digest) << "by id: the first";
+}
+
+// The one disk usage walker (ImageFsInfo, the writable layer in stats).
+TEST_F(RootfsTest, DiskUsageCountsHardLinksOnceAndStaysOnItsFileSystem) {
+    const std::string dir = top_ + "/usage";
+    fs::create_directories(dir + "/sub/mnt");
+    {
+        std::ofstream f(dir + "/sub/data");
+        f << std::string(256 * 1024, 'x');
+    }
+    fs::create_hard_link(dir + "/sub/data", dir + "/link");
+    struct stat st {};
+    ASSERT_EQ(::stat((dir + "/sub/data").c_str(), &st), 0);
+    const auto file_bytes = static_cast<std::uint64_t>(st.st_blocks) * 512;
+    ASSERT_GE(file_bytes, 256u * 1024);
+    const auto before = disk_usage(dir);
+    EXPECT_EQ(before.inodes, 3u) << "sub, sub/mnt, sub/data and its link (once)";
+    EXPECT_GE(before.bytes, file_bytes);
+    EXPECT_LT(before.bytes, 2 * file_bytes);
+    // A file system mounted below is not walked.
+    ASSERT_EQ(::mount("tmpfs", (dir + "/sub/mnt").c_str(), "tmpfs", 0, "size=8m"), 0) << std::strerror(errno);
+    {
+        std::ofstream f(dir + "/sub/mnt/big");
+        f << std::string(1024 * 1024, 'y');
+    }
+    const auto mounted = disk_usage(dir);
+    ::umount2((dir + "/sub/mnt").c_str(), MNT_DETACH);
+    EXPECT_EQ(mounted.inodes, 2u) << "the mount point shows the tmpfs's root: left out";
+    EXPECT_LT(mounted.bytes, before.bytes + 512 * 1024);
+    EXPECT_EQ(disk_usage(top_ + "/nonexistent").inodes, 0u);
 }
