@@ -619,10 +619,13 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         });
         // The runtime made crisd-<id>.scope; the limits go on it as unit
         // properties before the container's process runs (crun's systemd
-        // driver leaves them out on a cgroup v1 host).
-        if (const auto sd = scope_resources(rec.config.resources, cgroups_); !sd.empty())
-            with_context("setting the limits of " + rec.scope(),
-                         [&] { systemd_.set_properties(rec.scope(), sd); });
+        // driver leaves them out on a cgroup v1 host), with a description
+        // that names the container instead of the runtime's "libcontainer
+        // container <id>" (one SetUnitProperties call for both).
+        auto sd = scope_resources(rec.config.resources, cgroups_);
+        sd.description = "crisd container " + config.metadata.name + " in pod " + rec.pod_namespace + "/" +
+                         rec.pod_name;
+        with_context("setting the limits of " + rec.scope(), [&] { systemd_.set_properties(rec.scope(), sd); });
         rec.state = ContainerState::Created;
         rec.creating = false;
         save(rec);

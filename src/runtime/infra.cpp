@@ -17,6 +17,7 @@
 #include "monitor/monitor.hpp"
 #include "runtime/handlers.hpp"
 #include "runtime/oci.hpp"
+#include "systemd/systemd.hpp"
 
 namespace crisd::runtime {
 namespace {
@@ -138,6 +139,11 @@ void Infra::start(PodRecord& pod, const Handler& handler, const std::function<vo
         save();
     });
     save();
+    // The runtime named its scope "libcontainer container <id>".
+    systemd::Resources described;
+    described.description = "crisd infra container of pod " + pod.config.metadata.ns + "/" + pod.config.metadata.name;
+    with_context("describing crisd-" + pod.infra.id + ".scope",
+                 [&] { systemd_.set_properties("crisd-" + pod.infra.id + ".scope", described); });
     monitor::start(socket_dir_of(pod), 60s);
     pod.infra.started_at = now_unix_ns();
     save();

@@ -192,6 +192,7 @@ void validate(const Resources& r) {
 std::vector<Property> resource_properties(const Resources& r, CgroupVersion v) {
     validate(r);
     std::vector<Property> out;
+    if (r.description) out.push_back({"Description", *r.description});
     if (r.cpu_shares) {
         if (v == CgroupVersion::V1)
             out.push_back({"CPUShares", *r.cpu_shares});
@@ -239,7 +240,9 @@ std::vector<Property> scope_properties(const ScopeSpec& spec, const std::string&
                         "scope " + spec.name + ": invalid kill signal " + std::to_string(*spec.kill_signal));
         out.push_back({"KillSignal", static_cast<std::int32_t>(*spec.kill_signal)});
     }
-    auto limits = with_context("scope " + spec.name, [&] { return resource_properties(spec.resources, v); });
+    auto resources = spec.resources;
+    resources.description.reset();  // the scope's is spec.description, above
+    auto limits = with_context("scope " + spec.name, [&] { return resource_properties(resources, v); });
     out.insert(out.end(), limits.begin(), limits.end());
     return out;
 }

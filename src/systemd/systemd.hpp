@@ -35,10 +35,15 @@ struct Resources {
     std::optional<std::uint64_t> tasks_max;      // or kUnlimited; TasksMax
     std::optional<std::string> cpuset_cpus;      // "0-3,8"; AllowedCPUs ("" = all)
     std::optional<std::string> cpuset_mems;      // "0"; AllowedMemoryNodes ("" = all)
+    // Not a limit: a new Description (what `systemctl status` shows), sent
+    // with the limits by set_properties, for a scope someone else named (the
+    // OCI runtime's "libcontainer container <id>"). Ignored by start_scope,
+    // which takes ScopeSpec::description.
+    std::optional<std::string> description;
 
     bool empty() const noexcept {
         return !cpu_shares && !cpu_quota_us && !cpu_period_us && !memory_max && !memory_swap_max &&
-               !tasks_max && !cpuset_cpus && !cpuset_mems;
+               !tasks_max && !cpuset_cpus && !cpuset_mems && !description;
     }
 };
 

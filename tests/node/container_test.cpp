@@ -601,6 +601,13 @@ TEST_F(Containers, ScopesInThePodsSlice) {
     EXPECT_EQ(unit_property("crisd-" + id + ".scope", "ControlGroup"),
               "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podctrtest.slice/crisd-" + id + ".scope");
     EXPECT_EQ(unit_property("crisd-" + id + ".scope", "MemoryMax"), "50331648");
+    // What `systemctl status` shows names the container, not the runtime.
+    EXPECT_EQ(unit_property("crisd-" + id + ".scope", "Description"),
+              "crisd container in-slice in pod " + pod_config_.metadata().namespace_() + "/" +
+                  pod_config_.metadata().name());
+    EXPECT_EQ(unit_property("crisd-conmon-" + id + ".scope", "Description"),
+              "crisd-conmon of container in-slice in pod " + pod_config_.metadata().namespace_() + "/" +
+                  pod_config_.metadata().name());
     v1::ContainerStatsRequest sreq;
     sreq.set_container_id(id);
     const auto stats = client_->call(&v1::RuntimeService::Stub::ContainerStats, "ContainerStats", sreq).stats();
@@ -1002,6 +1009,8 @@ TEST_P(InfraHandlers, SharedPidNamespaceWithPauseAsPid1) {
     EXPECT_EQ(unit_property(scope, "Slice"), slice);
     EXPECT_EQ(unit_property(conmon_scope, "ActiveState"), "active");
     EXPECT_EQ(unit_property(conmon_scope, "Slice"), slice);
+    EXPECT_EQ(unit_property(scope, "Description"), "crisd infra container of pod " +
+                                                       pod_config_.metadata().namespace_() + "/shared-" + handler);
     EXPECT_NE(sh("systemctl status " + scope).out.find("/pause"), std::string::npos) << sh("systemctl status " + scope).out;
     const auto conmon = sh("ps -eo args | grep -v grep | grep '^/usr/libexec/crisd/crisd-conmon --id " + pod + "'").out;
     EXPECT_NE(conmon.find("/" + handler + " --exit-dir"), std::string::npos) << "the pod's handler: " << conmon;

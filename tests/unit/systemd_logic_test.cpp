@@ -1,4 +1,5 @@
 // The pure part of src/systemd: slice names, property encoding, error mapping.
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -151,6 +152,22 @@ TEST(Resources, EncodingOnCgroupV2AndDefaults) {
     EXPECT_EQ(find(props, "CPUQuotaPerSecUSec"), PropertyValue(std::uint64_t{1500000}));
     EXPECT_FALSE(find(props, "CPUQuotaPeriodUSec"));
     EXPECT_TRUE(resource_properties(Resources{}, CgroupVersion::V2).empty());
+}
+
+// A description goes out with the limits (a scope the runtime named), and
+// alone it is not empty; a new scope takes ScopeSpec::description only.
+TEST(Resources, DescriptionGoesWithTheLimits) {
+    Resources r;
+    r.description = "crisd container web in pod default/web-1";
+    EXPECT_FALSE(r.empty());
+    EXPECT_EQ(resource_properties(r, CgroupVersion::V1),
+              (std::vector<Property>{{"Description", std::string("crisd container web in pod default/web-1")}}));
+    auto s = scope();
+    s.resources.description = "not this one";
+    const auto props = scope_properties(s, "crisd.slice", CgroupVersion::V1);
+    EXPECT_EQ(std::count_if(props.begin(), props.end(), [](const Property& p) { return p.name == "Description"; }),
+              1);
+    EXPECT_EQ(find(props, "Description"), PropertyValue(std::string("container x")));
 }
 
 TEST(Resources, UnlimitedIsInfinity) {
