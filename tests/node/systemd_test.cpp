@@ -18,10 +18,13 @@
 #include "log/log.hpp"
 #include "node_test.hpp"
 #include "systemd/systemd.hpp"
+#include "error_code.hpp"
 
 using namespace crisd;
 using namespace crisd::node;
 using namespace std::chrono_literals;
+
+using crisd::test::code_of;
 
 namespace {
 
@@ -77,15 +80,6 @@ public:
 private:
     pid_t pid_ = -1;
 };
-
-Code code_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.code();
-    }
-    return Code::Ok;
-}
 
 class SystemdNode : public ::testing::Test {
 protected:

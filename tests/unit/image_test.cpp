@@ -11,20 +11,14 @@
 #include "image/registries.hpp"
 #include "image/registry.hpp"
 #include "image/rootfs.hpp"
+#include "error_code.hpp"
 
 using namespace crisd;
 using namespace crisd::image;
 
-namespace {
+using crisd::test::code_of;
 
-Code code_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.code();
-    }
-    return Code::Ok;
-}
+namespace {
 
 const std::string kD1 = "sha256:" + std::string(64, 'a');
 const std::string kD2 = "sha256:" + std::string(64, 'b');

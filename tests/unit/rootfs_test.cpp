@@ -25,10 +25,13 @@
 #include "image/image.hpp"
 #include "image/rootfs.hpp"
 #include "image/unpack.hpp"
+#include "error_code.hpp"
 
 using namespace crisd;
 using namespace crisd::image;
 namespace fs = std::filesystem;
+
+using crisd::test::code_of;
 
 namespace {
 
@@ -120,15 +123,6 @@ protected:
     std::error_code ec_;
 };
 bool RootfsTest::in_private_ns_ = false;
-
-Code code_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.code();
-    }
-    return Code::Ok;
-}
 
 }  // namespace
 

@@ -9,30 +9,16 @@
 
 #include "common/error.hpp"
 #include "runtime/seccomp.hpp"
+#include "error_code.hpp"
 
 using namespace crisd;
 using namespace crisd::runtime;
 using json = nlohmann::json;
 
+using crisd::test::code_of;
+using crisd::test::message_of;
+
 namespace {
-
-Code code_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.code();
-    }
-    return Code::Ok;
-}
-
-std::string message_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
 
 // The names of the rules kept, with their actions: "chroot:SCMP_ACT_ALLOW".
 std::vector<std::string> kept(const json& oci) {

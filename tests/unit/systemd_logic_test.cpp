@@ -5,9 +5,12 @@
 #include <csignal>
 
 #include "systemd/logic.hpp"
+#include "error_code.hpp"
 
 using namespace crisd;
 using namespace crisd::systemd;
+
+using crisd::test::code_of;
 
 namespace {
 
@@ -15,15 +18,6 @@ std::optional<PropertyValue> find(const std::vector<Property>& props, const std:
     for (const auto& p : props)
         if (p.name == name) return p.value;
     return std::nullopt;
-}
-
-Code code_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.code();
-    }
-    return Code::Ok;
 }
 
 ScopeSpec scope() {
