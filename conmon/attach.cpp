@@ -40,17 +40,36 @@ void AttachServer::on_accept() {
 void AttachServer::on_client(uint64_t id, uint32_t events) {
     auto it = clients_.find(id);
     if (it == clients_.end()) return;
+    if (it->second.input_closed) {  // only its hang-up matters now
+        if (events & (EPOLLHUP | EPOLLERR)) drop(id, nullptr);
+        return;
+    }
     char buf[monitor::kMaxPacket];
     const auto n = ::recv(it->second.fd.get(), buf, sizeof buf, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0 || (events & (EPOLLHUP | EPOLLERR) && n <= 0)) {
+    // EPOLLHUP: both directions are shut, the client closed the socket.
+    if (n < 0 || (n == 0 && (events & (EPOLLHUP | EPOLLERR)))) {
         drop(id, nullptr);
+        return;
+    }
+    if (n == 0) {  // shutdown(SHUT_WR): the end of this client's input
+        close_input(id);
         return;
     }
     if (!stdio_.stdin_open()) return;  // no stdin (or closed): input is dropped
     if (stdin_owner_ == 0) stdin_owner_ = id;
     if (stdin_owner_ != id) return;  // someone else holds stdin
     stdio_.write_stdin(std::string_view(buf, static_cast<size_t>(n)));
+}
+
+void AttachServer::close_input(uint64_t id) {
+    auto it = clients_.find(id);
+    if (it == clients_.end()) return;
+    it->second.input_closed = true;
+    loop_.modify(it->second.token, 0);  // EPOLLHUP and EPOLLERR still come
+    if (stdin_owner_ != 0 && stdin_owner_ != id) return;  // someone else's stdin: not ours to end
+    stdin_owner_ = 0;
+    if (stdin_once_) stdio_.close_stdin();
 }
 
 void AttachServer::drop(uint64_t id, const char* why) {
