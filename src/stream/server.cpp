@@ -793,6 +793,10 @@ struct StreamServer::Impl {
                 }
                 return;
             }
+            // Asio accepts without SOCK_CLOEXEC. Another thread's spawn in
+            // the window before this is harmless: every spawn in crisd
+            // closes the descriptors above 2.
+            ::fcntl(sock.native_handle(), F_SETFD, FD_CLOEXEC);
             beast::tcp_stream stream(std::move(sock));
             if (tls) {
                 auto s = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(stream), *tls);
