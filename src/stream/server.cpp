@@ -836,10 +836,12 @@ struct StreamServer::Impl {
     }
 
     template <class Stream>
-    void respond(Stream&& stream, http::status status, std::string body) {
+    void respond(Stream&& stream, http::status status, std::string body,
+                 const std::vector<std::pair<std::string, std::string>>& headers = {}) {
         auto s = std::make_shared<Stream>(std::forward<Stream>(stream));
         auto res = std::make_shared<http::response<http::string_body>>(status, 11);
         res->set(http::field::server, "crisd");
+        for (const auto& [name, value] : headers) res->insert(name, value);
         res->set(http::field::content_type, "text/plain; charset=utf-8");
         res->keep_alive(false);
         res->body() = std::move(body) + "\n";
@@ -889,16 +891,24 @@ struct StreamServer::Impl {
         std::vector<std::string> offered;
         for (const auto& f : req)
             if (beast::iequals(f.name_string(), "X-Stream-Protocol-Version")) offered.emplace_back(f.value());
-        std::string all;
-        for (const auto& o : offered) all += (all.empty() ? "" : ", ") + o;
+        // No common protocol: 403 with the server's list in
+        // X-Accepted-Stream-Protocol-Versions, as apimachinery's Handshake does.
+        auto refuse = [&](const std::vector<std::string>& supported) {
+            std::string client, server;
+            for (const auto& o : offered) client += (client.empty() ? "" : " ") + o;
+            std::vector<std::pair<std::string, std::string>> headers;
+            for (const auto& p : supported) {
+                server += (server.empty() ? "" : " ") + p;
+                headers.emplace_back("X-Accepted-Stream-Protocol-Versions", p);
+            }
+            respond(std::move(stream), http::status::forbidden,
+                    "unable to upgrade: unable to negotiate protocol: client supports [" + client +
+                        "], server accepts [" + server + "]",
+                    headers);
+        };
         if (auto* pf = std::get_if<PortForwardJob>(&job)) {
-            std::string proto;
-            for (const auto& o : offered)
-                if (o.find("portforward.k8s.io") != std::string::npos) proto = "portforward.k8s.io";
-            if (!offered.empty() && proto.empty())
-                return respond(std::move(stream), http::status::forbidden,
-                               "unable to upgrade: unable to negotiate protocol: client supports [" + all +
-                                   "], server supports [portforward.k8s.io]");
+            const std::string proto = protocol::negotiate_spdy_portforward(offered);
+            if (!offered.empty() && proto.empty()) return refuse({protocol::kSpdyPortForwardProtocol});
             spdlog::info("stream: port-forward to pod {} over SPDY", pf->pod_id.substr(0, 12));
             auto s = std::make_shared<SpdyPortForward<Stream>>(std::forward<Stream>(stream), proto, opts.idle_timeout, io,
                                                                std::move(*pf));
@@ -908,10 +918,8 @@ struct StreamServer::Impl {
         }
         const auto proto = protocol::negotiate_spdy_remotecommand(offered);
         if (!offered.empty() && proto.empty())
-            return respond(std::move(stream), http::status::forbidden,
-                           "unable to upgrade: unable to negotiate protocol: client supports [" + all +
-                               "], server supports [v4.channel.k8s.io, v3.channel.k8s.io, v2.channel.k8s.io, "
-                               "channel.k8s.io]");
+            return refuse({std::begin(protocol::kSpdyRemoteCommandProtocols),
+                           std::end(protocol::kSpdyRemoteCommandProtocols)});
         std::shared_ptr<RemoteCommand> cmd;
         spdy::RemoteCommandServer::Expect expect;
         if (auto* e = std::get_if<ExecJob>(&job)) {
