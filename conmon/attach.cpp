@@ -12,13 +12,21 @@
 
 namespace crisd::conmon {
 
+namespace {
+constexpr size_t kStdinPauseAt = 1024 * 1024;
+}  // namespace
+
 AttachServer::AttachServer(Loop& loop, const std::string& path, Stdio& stdio, bool stdin_once)
     : loop_(loop), path_(path), stdio_(stdio), stdin_once_(stdin_once) {
     listen_ = with_context("attach socket", [&] { return monitor::listen_seqpacket(path); });
     listen_token_ = loop_.add(listen_.get(), EPOLLIN, [this](uint32_t) { on_accept(); });
+    stdio_.set_on_stdin_drained([this] { resume_stdin_owner(); });
 }
 
-AttachServer::~AttachServer() { close_all(); }
+AttachServer::~AttachServer() {
+    stdio_.set_on_stdin_drained(nullptr);
+    close_all();
+}
 
 void AttachServer::on_accept() {
     for (;;) {
@@ -40,7 +48,7 @@ void AttachServer::on_accept() {
 void AttachServer::on_client(uint64_t id, uint32_t events) {
     auto it = clients_.find(id);
     if (it == clients_.end()) return;
-    if (it->second.input_closed) {  // only its hang-up matters now
+    if (it->second.input_closed || it->second.paused) {  // only its hang-up matters now
         if (events & (EPOLLHUP | EPOLLERR)) drop(id, nullptr);
         return;
     }
@@ -60,6 +68,17 @@ void AttachServer::on_client(uint64_t id, uint32_t events) {
     if (stdin_owner_ == 0) stdin_owner_ = id;
     if (stdin_owner_ != id) return;  // someone else holds stdin
     stdio_.write_stdin(std::string_view(buf, static_cast<size_t>(n)));
+    if (stdio_.stdin_pending() > kStdinPauseAt) {  // the container reads slowly: stop reading its writer
+        it->second.paused = true;
+        loop_.modify(it->second.token, 0);  // EPOLLHUP and EPOLLERR still come
+    }
+}
+
+void AttachServer::resume_stdin_owner() {
+    auto it = clients_.find(stdin_owner_);
+    if (it == clients_.end() || !it->second.paused) return;
+    it->second.paused = false;
+    if (!it->second.input_closed) loop_.modify(it->second.token, EPOLLIN);
 }
 
 void AttachServer::close_input(uint64_t id) {

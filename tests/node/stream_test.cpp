@@ -798,3 +798,21 @@ TEST_F(Streaming, AttachDroppedByConmonIsAnError) {
     EXPECT_NE(status.find("crisd-conmon closed the attach connection"), std::string::npos) << status;
     EXPECT_EQ(container_status(id).state(), v1::CONTAINER_RUNNING);
 }
+
+// Much stdin through attach into a container that reads nothing for 3 s:
+// nothing is dropped on the way (conmon stops reading the attach socket
+// while 1 MiB waits for the container; it used to drop past 4 MiB).
+TEST_F(Streaming, AttachLargeStdinArrivesWhole) {
+    const auto id = run("attach-big", "sleep 3; exec wc -c", "", true, false, nullptr, true);
+    WsStream ws(attach_url(attach_req(id, true, true, false)), "v5.channel.k8s.io", 60s);
+    const std::string mib(1 << 20, 'a');
+    for (int i = 0; i < 16; ++i) ws.send(0, mib);
+    ws.close_channel(0);
+    std::string out, status;
+    while (auto m = ws.read()) {
+        if (m->channel == 1) out += m->data;
+        if (m->channel == 3) status += m->data;
+    }
+    EXPECT_EQ(out, "16777216\n");
+    EXPECT_EQ(status, R"({"metadata":{},"status":"Success"})");
+}
