@@ -8,13 +8,16 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <chrono>
 #include <cstdlib>
@@ -24,6 +27,8 @@
 #include <string>
 #include <thread>
 
+#include "common/fd.hpp"
+#include "monitor/protocol.hpp"
 #include "stream/backend.hpp"
 
 using namespace crisd::stream;
@@ -283,4 +288,52 @@ TEST_F(Fixture, TerminalStdinCloseInjectsNothing) {
     EXPECT_EQ(sink->out.find('\x04'), std::string::npos);
     cmd->kill();
     cmd->cancel();
+}
+
+// A resize is a control request that waits for crisd-conmon (up to 5 s): it
+// must not hold up the I/O thread, and sizes that queue up behind a slow
+// conmon collapse into the latest one.
+TEST_F(Fixture, AttachResizeRunsOffTheIoThread) {
+    auto attach_l = crisd::monitor::listen_seqpacket(dir_ + "/attach");
+    auto ctl_l = crisd::monitor::listen_seqpacket(dir_ + "/ctl");
+    boost::asio::thread_pool pool(1);
+    AttachJob j;
+    j.container_id = "c0ffee";
+    j.socket_dir = dir_;
+    j.exit_dir = dir_;
+    j.container_tty = true;
+    j.tty = true;
+    j.stdout = true;
+    auto cmd = make_attach(io_, j, [&pool](std::function<void()> fn) { boost::asio::post(pool, std::move(fn)); });
+    auto sink = std::make_shared<TestSink>();
+    cmd->start(sink);
+
+    // crisd-conmon, slow: answers each request 1 s late.
+    std::vector<std::string> requests;
+    std::thread conmon([&] {
+        for (int i = 0; i < 2; ++i) {
+            pollfd p{ctl_l.get(), POLLIN, 0};
+            if (::poll(&p, 1, 10000) != 1) return;
+            crisd::UniqueFd c(::accept4(ctl_l.get(), nullptr, nullptr, SOCK_CLOEXEC));
+            char buf[256];
+            const auto n = ::recv(c.get(), buf, sizeof buf, 0);
+            requests.emplace_back(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+            std::this_thread::sleep_for(1s);
+            ::send(c.get(), "ok", 2, MSG_NOSIGNAL);
+        }
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    cmd->resize({80, 24});
+    cmd->resize({90, 25});
+    cmd->resize({100, 30});
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 100ms);
+    bool ran = false;
+    boost::asio::post(io_, [&] { ran = true; });
+    run_for(100ms);
+    EXPECT_TRUE(ran) << "the I/O thread waited for crisd-conmon";
+    run_for(2500ms);
+    conmon.join();
+    EXPECT_EQ(requests, (std::vector<std::string>{"resize 24 80", "resize 30 100"}));
+    cmd->cancel();
+    pool.join();
 }
