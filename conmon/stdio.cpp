@@ -124,17 +124,23 @@ void Stdio::flush_stdin() {
             if (stdin_token_) loop_.remove(stdin_token_);
             stdin_token_ = 0;
             stdin_.reset();
+            if (on_stdin_drained_) on_stdin_drained_();
             return;
         }
         stdin_pending_.erase(0, static_cast<size_t>(n));
     }
     if (!stdin_) return;
-    if (!stdin_pending_.empty() && !stdin_token_) {
-        stdin_token_ = loop_.add(stdin_.get(), EPOLLOUT, [this](uint32_t) { flush_stdin(); });
-    } else if (stdin_pending_.empty() && stdin_token_) {
-        loop_.remove(stdin_token_);
-        stdin_token_ = 0;
+    if (!stdin_pending_.empty()) {
+        if (!stdin_token_) stdin_token_ = loop_.add(stdin_.get(), EPOLLOUT, [this](uint32_t) { flush_stdin(); });
+        return;
     }
+    if (stdin_token_) loop_.remove(stdin_token_);
+    stdin_token_ = 0;
+    if (close_when_flushed_) {
+        close_stdin();
+        return;
+    }
+    if (on_stdin_drained_) on_stdin_drained_();
 }
 
 void Stdio::close_stdin() {
@@ -144,11 +150,11 @@ void Stdio::close_stdin() {
         return;
     }
     if (!stdin_pending_.empty()) {
-        // Let the last bytes go first; a non-reading container loses them.
-        const auto n = ::write(stdin_.get(), stdin_pending_.data(), stdin_pending_.size());
-        (void)n;
+        // The last bytes go first: closed once the container has read them.
+        close_when_flushed_ = true;
+        return;
     }
-    stdin_pending_.clear();
+    close_when_flushed_ = false;
     if (stdin_token_) loop_.remove(stdin_token_);
     stdin_token_ = 0;
     stdin_.reset();

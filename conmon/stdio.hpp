@@ -36,7 +36,13 @@ public:
 
     bool stdin_open() const { return static_cast<bool>(stdin_); }
     void write_stdin(std::string_view data);
-    // Pipes: closes the container's stdin (it reads EOF). Terminal: sends ^D.
+    // Bytes written with write_stdin that the container has not read yet.
+    size_t stdin_pending() const { return stdin_pending_.size(); }
+    // Runs when stdin_pending() drops to 0 (or stdin closes): a writer that
+    // paused may send more.
+    void set_on_stdin_drained(std::function<void()> fn) { on_stdin_drained_ = std::move(fn); }
+    // Pipes: closes the container's stdin (it reads EOF) once what is pending
+    // has been written. Terminal: sends ^D.
     void close_stdin();
     // Throws crisd::Error.
     void resize(unsigned rows, unsigned cols);
@@ -61,6 +67,8 @@ private:
     UniqueFd stdin_;
     uint64_t stdin_token_ = 0;
     std::string stdin_pending_;
+    bool close_when_flushed_ = false;
+    std::function<void()> on_stdin_drained_;
 };
 
 }  // namespace crisd::conmon

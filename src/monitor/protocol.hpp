@@ -24,7 +24,9 @@
 //                                    or "error <text>"
 // Attach socket <socket-dir>/attach (SOCK_SEQPACKET): conmon sends "<1|2><bytes>"
 // (1 stdout, 2 stderr; a terminal is all 1); whatever a client sends is the
-// container's stdin (the first client to write owns stdin until it detaches).
+// container's stdin (the first client to write owns stdin until it detaches);
+// a client's shutdown(SHUT_WR) ends its input (with --stdin-once conmon then
+// closes the container's stdin) and it keeps receiving output.
 #pragma once
 
 #include <sys/types.h>

@@ -58,6 +58,7 @@ std::string run_runtime(const RuntimeRef& rt, const std::vector<std::string>& ar
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
     posix_spawn_file_actions_adddup2(&fa, wr.get(), 2);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     sigset_t none;

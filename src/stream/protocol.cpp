@@ -50,12 +50,17 @@ std::optional<WsProtocol> negotiate_ws_portforward(std::string_view offered) {
 }
 
 std::string negotiate_spdy_remotecommand(const std::vector<std::string>& offered) {
-    static const char* const supported[] = {"v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
-                                            "channel.k8s.io"};
     for (const auto& header : offered)
         for (const auto& o : split_offered(header))
-            for (const char* s : supported)
+            for (const char* s : kSpdyRemoteCommandProtocols)
                 if (o == s) return o;
+    return "";
+}
+
+std::string negotiate_spdy_portforward(const std::vector<std::string>& offered) {
+    for (const auto& header : offered)
+        for (const auto& o : split_offered(header))
+            if (o == kSpdyPortForwardProtocol) return o;
     return "";
 }
 

@@ -39,7 +39,15 @@ std::optional<WsProtocol> negotiate_ws_portforward(std::string_view offered);
 // SPDY remote command protocols (X-Stream-Protocol-Version, repeatable):
 // v4.channel.k8s.io, v3.channel.k8s.io, v2.channel.k8s.io, channel.k8s.io.
 // Returns the first the client offers that crisd supports, "" when none.
+// v5.channel.k8s.io is not offered over SPDY: it differs from v4 only by
+// the WebSocket close signal (SPDY half-closes stdin's stream instead), and
+// clients that offer it offer v4 too.
 std::string negotiate_spdy_remotecommand(const std::vector<std::string>& offered);
+inline constexpr const char* kSpdyRemoteCommandProtocols[] = {"v4.channel.k8s.io", "v3.channel.k8s.io",
+                                                              "v2.channel.k8s.io", "channel.k8s.io"};
+// Port forward: exactly portforward.k8s.io, or "" when the client offers only others.
+inline constexpr const char* kSpdyPortForwardProtocol = "portforward.k8s.io";
+std::string negotiate_spdy_portforward(const std::vector<std::string>& offered);
 int spdy_version(std::string_view protocol);  // 4, 3, 2 or 1
 
 // One WebSocket message from a channel's bytes (binary: channel byte + data;

@@ -3,10 +3,15 @@
 // backends in backend.hpp.
 #include "stream/stream.hpp"
 
+#include <fcntl.h>
+#include <netinet/tcp.h>
+
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -19,6 +24,7 @@
 #include <set>
 #include <charconv>
 #include <deque>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -144,6 +150,50 @@ private:
     std::shared_ptr<State> st_;
 };
 
+// While a session does not read its client (its backend has too much of
+// the client's input queued), no read is pending: this holds the session,
+// and checks once a second whether the client has closed its side of the
+// TCP connection (CLOSE_WAIT; its FIN waits behind the unread bytes), so that
+// a client gone meanwhile still ends its command.
+class ReadPause {
+public:
+    template <class Executor>
+    explicit ReadPause(Executor ex) : timer_(ex) {}
+    bool active() const { return static_cast<bool>(owner_); }
+    void begin(std::shared_ptr<void> owner, int fd, std::function<void()> on_client_gone) {
+        owner_ = std::move(owner);
+        fd_ = fd;
+        on_gone_ = std::move(on_client_gone);
+        arm();
+    }
+    // Hands the owner back: the caller keeps it until it is done.
+    std::shared_ptr<void> end() {
+        timer_.cancel();
+        on_gone_ = nullptr;
+        return std::move(owner_);
+    }
+
+private:
+    void arm() {
+        timer_.expires_after(std::chrono::seconds(1));
+        timer_.async_wait([this, weak = std::weak_ptr<void>(owner_)](error_code ec) {
+            auto owner = weak.lock();  // alive: so is this member of it
+            if (ec || !owner || !owner_) return;
+            tcp_info ti{};
+            socklen_t len = sizeof ti;
+            if (::getsockopt(fd_, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_ESTABLISHED) {
+                arm();
+                return;
+            }
+            if (auto f = std::exchange(on_gone_, nullptr)) f();
+        });
+    }
+    asio::steady_timer timer_;
+    std::shared_ptr<void> owner_;
+    int fd_ = -1;
+    std::function<void()> on_gone_;
+};
+
 // A WebSocket carrying channel messages (channel.k8s.io framing): the write
 // queue, flow control and the close handshake, shared by remote command and
 // port forward.
@@ -151,7 +201,8 @@ template <class Stream>
 class WsChannels : public std::enable_shared_from_this<WsChannels<Stream>> {
 public:
     WsChannels(Stream&& stream, protocol::WsProtocol proto, std::chrono::seconds idle)
-        : ws_(std::move(stream)), proto_(std::move(proto)), idle_(ws_.get_executor(), idle) {}
+        : ws_(std::move(stream)), proto_(std::move(proto)), idle_(ws_.get_executor(), idle),
+          pause_(ws_.get_executor()) {}
     virtual ~WsChannels() = default;
 
     void accept(Request req) {
@@ -195,17 +246,29 @@ public:
         drained_.push_back(std::move(fn));
     }
     void abort() {
+        auto keep = pause_.end();  // released when this returns
         closed_ = true;
         idle_.stop();
         error_code ec;
         beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
         beast::get_lowest_layer(ws_).close();
     }
+    // The backend wrote some of the client's input: read again once it holds
+    // little enough.
+    void input_drained() {
+        if (read_paused_ && !closed_ && input_queued() <= kInputLow) {
+            read_paused_ = false;
+            auto keep = pause_.end();
+            read();
+        }
+    }
 
 protected:
     virtual void opened() = 0;
     virtual void message(std::uint8_t channel, std::string data) = 0;
     virtual void gone() = 0;  // the client closed or the connection broke
+    // Input from the client that the backend has not written yet.
+    virtual std::size_t input_queued() const = 0;
     const protocol::WsProtocol& proto() const { return proto_; }
 
 private:
@@ -231,6 +294,21 @@ private:
             const std::string msg = beast::buffers_to_string(self->rbuf_.data());
             self->rbuf_.consume(self->rbuf_.size());
             if (auto m = protocol::ws_decode(self->proto_, msg)) self->message(m->channel, std::move(m->data));
+            if (self->closed_) return;
+            // The backend cannot write as fast as the client sends: stop
+            // reading (TCP pushes back) until it has caught up.
+            if (self->input_queued() > kInputHigh) {
+                self->read_paused_ = true;
+                self->pause_.begin(self, beast::get_lowest_layer(self->ws_).socket().native_handle(),
+                                   [weak = std::weak_ptr<WsChannels>(self)] {
+                                       if (auto s = weak.lock(); s && !s->closed_) {
+                                           spdlog::info("stream: WebSocket client gone while its input was held up");
+                                           s->abort();
+                                           s->gone();
+                                       }
+                                   });
+                return;
+            }
             self->read();
         });
     }
@@ -239,8 +317,10 @@ private:
         if (q_.empty()) {
             if (closing_) {
                 busy_ = true;
-                ws_.async_close(websocket::close_code::normal,
-                                [self = this->shared_from_this()](error_code) { self->busy_ = false; });
+                ws_.async_close(websocket::close_code::normal, [self = this->shared_from_this()](error_code) {
+                    self->busy_ = false;
+                    self->pause_.end();  // closed: nothing more to read
+                });
             }
             return;
         }
@@ -254,6 +334,7 @@ private:
                 self->q_.clear();
                 self->queued_ = 0;
                 self->closed_ = true;
+                self->pause_.end();
                 self->gone();
                 return;
             }
@@ -273,6 +354,8 @@ private:
     std::size_t queued_ = 0;
     std::vector<std::function<void()>> drained_;
     bool busy_ = false;
+    bool read_paused_ = false;
+    ReadPause pause_;
     bool closing_ = false;
     bool closed_ = false;
 };
@@ -296,12 +379,14 @@ public:
         if (!status.empty()) this->send(protocol::kError, status);
         this->close();
     }
+    void input_drained() override { WsChannels<Stream>::input_drained(); }
     void shutdown() override {
         cmd_->cancel();
         this->abort();
     }
 
 private:
+    std::size_t input_queued() const override { return cmd_->input_queued(); }
     void opened() override {
         // An empty message on the lowest writable channel tells the client
         // that the connection is set up (as the kubelet does).
@@ -362,8 +447,10 @@ private:
                     if (auto s = weak.lock()) s->send(err_ch, e);
                 },
                 [weak] {
-                    if (auto s = weak.lock())
+                    if (auto s = weak.lock()) {
                         if (--s->open_ == 0) s->close();
+                        s->input_drained();  // its input is dropped: read again if that was the brake
+                    }
                 },
                 [weak] {
                     auto s = weak.lock();
@@ -372,9 +459,17 @@ private:
                 [weak](std::function<void()> fn) {
                     if (auto s = weak.lock()) s->on_drained(std::move(fn));
                 },
+                [weak] {
+                    if (auto s = weak.lock()) s->input_drained();
+                },
             });
         }
         if (job_.ports.empty()) this->close();
+    }
+    std::size_t input_queued() const override {
+        std::size_t n = 0;
+        for (const auto& c : conns_) n += c->input_queued();
+        return n;
     }
     void message(std::uint8_t channel, std::string data) override {
         const std::size_t i = channel / 2;
@@ -401,7 +496,7 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<Stream>> {
 public:
     SpdyConn(Stream&& stream, std::string protocol, std::chrono::seconds idle)
         : stream_(std::move(stream)), protocol_(std::move(protocol)), timer_(stream_.get_executor()),
-          idle_(stream_.get_executor(), idle) {}
+          idle_(stream_.get_executor(), idle), pause_(stream_.get_executor()) {}
     virtual ~SpdyConn() = default;
 
     // Answers 101, feeds what was read past the request head, starts reading.
@@ -452,12 +547,19 @@ public:
                                   return;
                               }
                               self->flush();
-                              // A peer that does not read stops being read.
-                              if (self->read_paused_ && self->q_bytes_ <= kDrained && !self->closed_) {
-                                  self->read_paused_ = false;
-                                  self->read();
-                              }
+                              self->maybe_resume();
                           });
+    }
+
+    // Reads again if reading was paused and both brakes are off: our output
+    // to the client is written (a peer that does not read stops being read)
+    // and the backends have written the client's input.
+    void maybe_resume() {
+        if (read_paused_ && !closed_ && q_bytes_ <= kDrained && input_queued() <= kInputLow) {
+            read_paused_ = false;
+            auto keep = pause_.end();
+            read();
+        }
     }
 
     void on_drained_cb(std::function<void()> fn) {
@@ -467,6 +569,7 @@ public:
 
     void abort() {
         if (closed_) return;
+        auto keep = pause_.end();  // released when this returns
         closed_ = true;
         timer_.cancel();
         idle_.stop();
@@ -484,6 +587,7 @@ protected:
     virtual std::size_t pending() const = 0;
     virtual bool finished() const = 0;
     virtual void gone() = 0;  // the connection is closed
+    virtual std::size_t input_queued() const = 0;  // the client's input not yet written by the backends
 
     auto executor() { return stream_.get_executor(); }
     // Bytes taken from the session but not yet written to the socket.
@@ -525,8 +629,15 @@ private:
                 });
                 return;
             }
-            if (self->q_bytes_ > 4 * kCongested) {
+            if (self->q_bytes_ > 4 * kCongested || self->input_queued() > kInputHigh) {
                 self->read_paused_ = true;
+                self->pause_.begin(self, beast::get_lowest_layer(self->stream_).socket().native_handle(),
+                                   [weak = std::weak_ptr<SpdyConn>(self)] {
+                                       if (auto s = weak.lock()) {
+                                           spdlog::info("stream: SPDY client gone while reading it was paused");
+                                           s->abort();
+                                       }
+                                   });
                 return;
             }
             self->read();
@@ -552,6 +663,7 @@ private:
     std::vector<std::function<void()>> drained_;
     bool busy_ = false;
     bool read_paused_ = false;
+    ReadPause pause_;
     bool shut_ = false;
     bool closed_ = false;
     bool proto_error_ = false;
@@ -582,12 +694,14 @@ public:
                                         : protocol::error_status(v, o.error));
         this->flush();
     }
+    void input_drained() override { this->maybe_resume(); }
     void shutdown() override {
         cmd_->cancel();
         this->abort();
     }
 
 private:
+    std::size_t input_queued() const override { return cmd_->input_queued(); }
     void started() override {
         auto weak = std::weak_ptr<SpdyCommand>(std::static_pointer_cast<SpdyCommand>(this->shared_from_this()));
         spdy::RemoteCommandServer::Callbacks cb;
@@ -682,6 +796,7 @@ private:
                 if (auto it = s->conns_.find(req); it != s->conns_.end()) {
                     it->second->cancel();
                     s->conns_.erase(it);
+                    s->maybe_resume();
                 }
         };
         server_ = std::make_unique<spdy::PortForwardServer>(std::move(cb));
@@ -720,6 +835,7 @@ private:
                     if (!s->failed_.erase(req)) s->server_->close(req);
                     s->conns_.erase(req);
                     s->flush();
+                    s->maybe_resume();
                 }
             },
             [weak, req] {
@@ -729,7 +845,15 @@ private:
             [weak](std::function<void()> fn) {
                 if (auto s = weak.lock()) s->on_drained_cb(std::move(fn));
             },
+            [weak] {
+                if (auto s = weak.lock()) s->maybe_resume();
+            },
         });
+    }
+    std::size_t input_queued() const override {
+        std::size_t n = 0;
+        for (const auto& [_, c] : conns_) n += c->input_queued();
+        return n;
     }
     void feed(std::string_view bytes) override {
         server_->feed(bytes);
@@ -767,12 +891,33 @@ struct StreamServer::Impl {
     runtime::PodManager& pods;
     TokenCache<Job> tokens;
     asio::io_context io{1};
+    // Keeps io.run() going while stop() still posts to it (the sessions and
+    // the acceptor may all be gone by then).
+    asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
     std::unique_ptr<ssl::context> tls;
     std::unique_ptr<tcp::acceptor> acceptor;
     std::thread thread;
     Registry sessions;
+    std::vector<std::weak_ptr<RemoteCommand>> commands;  // I/O thread only (and after it stopped)
+    // Blocking requests to crisd-conmon (attach resizes) run here, never on
+    // the I/O thread; joined after it at stop().
+    std::unique_ptr<asio::thread_pool> blocking = std::make_unique<asio::thread_pool>(1);
     mutable std::mutex mu;  // guards address
     std::string address;
+
+    Offload offload() {
+        return [pool = blocking.get()](std::function<void()> fn) { asio::post(*pool, std::move(fn)); };
+    }
+    void track(const std::shared_ptr<RemoteCommand>& cmd) {
+        std::erase_if(commands, [](const auto& w) { return w.expired(); });
+        commands.push_back(cmd);
+    }
+    std::size_t running_commands() {
+        std::size_t n = 0;
+        for (auto& w : commands)
+            if (auto c = w.lock(); c && c->running()) ++n;
+        return n;
+    }
 
     std::string url(const char* kind, Job job) {
         std::string addr;
@@ -793,6 +938,10 @@ struct StreamServer::Impl {
                 }
                 return;
             }
+            // Asio accepts without SOCK_CLOEXEC. Another thread's spawn in
+            // the window before this is harmless: every spawn in crisd
+            // closes the descriptors above 2.
+            ::fcntl(sock.native_handle(), F_SETFD, FD_CLOEXEC);
             beast::tcp_stream stream(std::move(sock));
             if (tls) {
                 auto s = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(stream), *tls);
@@ -832,10 +981,12 @@ struct StreamServer::Impl {
     }
 
     template <class Stream>
-    void respond(Stream&& stream, http::status status, std::string body) {
+    void respond(Stream&& stream, http::status status, std::string body,
+                 const std::vector<std::pair<std::string, std::string>>& headers = {}) {
         auto s = std::make_shared<Stream>(std::forward<Stream>(stream));
         auto res = std::make_shared<http::response<http::string_body>>(status, 11);
         res->set(http::field::server, "crisd");
+        for (const auto& [name, value] : headers) res->insert(name, value);
         res->set(http::field::content_type, "text/plain; charset=utf-8");
         res->keep_alive(false);
         res->body() = std::move(body) + "\n";
@@ -885,16 +1036,24 @@ struct StreamServer::Impl {
         std::vector<std::string> offered;
         for (const auto& f : req)
             if (beast::iequals(f.name_string(), "X-Stream-Protocol-Version")) offered.emplace_back(f.value());
-        std::string all;
-        for (const auto& o : offered) all += (all.empty() ? "" : ", ") + o;
+        // No common protocol: 403 with the server's list in
+        // X-Accepted-Stream-Protocol-Versions, as apimachinery's Handshake does.
+        auto refuse = [&](const std::vector<std::string>& supported) {
+            std::string client, server;
+            for (const auto& o : offered) client += (client.empty() ? "" : " ") + o;
+            std::vector<std::pair<std::string, std::string>> headers;
+            for (const auto& p : supported) {
+                server += (server.empty() ? "" : " ") + p;
+                headers.emplace_back("X-Accepted-Stream-Protocol-Versions", p);
+            }
+            respond(std::move(stream), http::status::forbidden,
+                    "unable to upgrade: unable to negotiate protocol: client supports [" + client +
+                        "], server accepts [" + server + "]",
+                    headers);
+        };
         if (auto* pf = std::get_if<PortForwardJob>(&job)) {
-            std::string proto;
-            for (const auto& o : offered)
-                if (o.find("portforward.k8s.io") != std::string::npos) proto = "portforward.k8s.io";
-            if (!offered.empty() && proto.empty())
-                return respond(std::move(stream), http::status::forbidden,
-                               "unable to upgrade: unable to negotiate protocol: client supports [" + all +
-                                   "], server supports [portforward.k8s.io]");
+            const std::string proto = protocol::negotiate_spdy_portforward(offered);
+            if (!offered.empty() && proto.empty()) return refuse({protocol::kSpdyPortForwardProtocol});
             spdlog::info("stream: port-forward to pod {} over SPDY", pf->pod_id.substr(0, 12));
             auto s = std::make_shared<SpdyPortForward<Stream>>(std::forward<Stream>(stream), proto, opts.idle_timeout, io,
                                                                std::move(*pf));
@@ -904,10 +1063,8 @@ struct StreamServer::Impl {
         }
         const auto proto = protocol::negotiate_spdy_remotecommand(offered);
         if (!offered.empty() && proto.empty())
-            return respond(std::move(stream), http::status::forbidden,
-                           "unable to upgrade: unable to negotiate protocol: client supports [" + all +
-                               "], server supports [v4.channel.k8s.io, v3.channel.k8s.io, v2.channel.k8s.io, "
-                               "channel.k8s.io]");
+            return refuse({std::begin(protocol::kSpdyRemoteCommandProtocols),
+                           std::end(protocol::kSpdyRemoteCommandProtocols)});
         std::shared_ptr<RemoteCommand> cmd;
         spdy::RemoteCommandServer::Expect expect;
         if (auto* e = std::get_if<ExecJob>(&job)) {
@@ -919,8 +1076,9 @@ struct StreamServer::Impl {
             auto& a = std::get<AttachJob>(job);
             expect = {a.stdin, a.stdout, a.stderr, a.tty};
             spdlog::info("stream: attach to container {} over SPDY {}", a.container_id.substr(0, 12), proto);
-            cmd = make_attach(io, std::move(a));
+            cmd = make_attach(io, std::move(a), offload());
         }
+        track(cmd);
         auto s = std::make_shared<SpdyCommand<Stream>>(std::forward<Stream>(stream), proto, opts.idle_timeout, expect, cmd);
         sessions.add(s);
         s->upgrade(std::move(leftover));
@@ -965,8 +1123,9 @@ struct StreamServer::Impl {
             out = a.stdout;
             err = a.stderr;
             spdlog::info("stream: attach to container {} over WebSocket {}", a.container_id.substr(0, 12), proto->name);
-            cmd = make_attach(io, std::move(a));
+            cmd = make_attach(io, std::move(a), offload());
         }
+        track(cmd);
         auto s = std::make_shared<WsCommand<Stream>>(std::forward<Stream>(stream), *proto, opts.idle_timeout, cmd,
                                                      out, err);
         sessions.add(s);
@@ -1036,18 +1195,42 @@ void StreamServer::start() {
 void StreamServer::stop() {
     auto& i = *impl_;
     if (!i.thread.joinable()) return;
-    std::promise<void> done;
-    asio::post(i.io, [&] {
+    spdlog::debug("stream: stopping");
+    auto on_io = [&i]<class F>(F fn) {
+        auto p = std::make_shared<std::promise<decltype(fn())>>();
+        auto f = p->get_future();
+        asio::post(i.io, [p, fn] { p->set_value(fn()); });
+        return f.wait_for(std::chrono::seconds(5)) == std::future_status::ready ? std::optional(f.get())
+                                                                                 : std::nullopt;
+    };
+    on_io([&i] {
         error_code ec;
         i.acceptor->close(ec);
         for (auto& s : i.sessions.all()) s->shutdown();
-        done.set_value();
+        return 0;
     });
-    done.get_future().wait_for(std::chrono::seconds(5));
-    // Let the sessions' last handlers run (processes get SIGHUP, sockets close).
+    // The commands of the sessions just closed got SIGHUP; those that ignore
+    // it get SIGKILL 5 s later (their timers run on the I/O thread). Wait for
+    // them, a little longer than that.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(5500);
+    for (bool logged = false;;) {
+        const auto n = on_io([&i] { return i.running_commands(); });
+        if (!n || *n == 0 || std::chrono::steady_clock::now() >= deadline) break;
+        if (!std::exchange(logged, true))
+            spdlog::info("stream: waiting for {} exec'd command(s) to end (SIGKILL 5 s after SIGHUP)", *n);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    // Let the sessions' last handlers run (sockets close).
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    i.work.reset();
     i.io.stop();
     i.thread.join();
+    // Whatever still runs gets SIGKILL now (the I/O thread is gone: no race).
+    for (auto& w : i.commands)
+        if (auto c = w.lock()) c->kill();
+    i.commands.clear();
+    i.blocking->join();  // a resize in progress ends within its 5 s timeout
+    spdlog::debug("stream: stopped");
     {
         std::lock_guard lock(i.mu);
         i.address.clear();
@@ -1081,8 +1264,15 @@ std::string StreamServer::exec(const ExecRequest& req) {
     if (req.cmd.empty() || req.cmd[0].empty()) throw Error(Code::InvalidArgument, "cmd is required");
     check_streams(req.tty, req.stdin, req.stdout, req.stderr);
     const auto r = running_container(impl_->containers, req.container_id);
-    return impl_->url("exec", ExecJob{r.id, r.runtime_path, r.runtime_root, req.cmd, req.tty, req.stdin, req.stdout,
-                                      req.stderr});
+    return impl_->url("exec", ExecJob{.container_id = r.id,
+                                      .runtime_path = r.runtime_path,
+                                      .runtime_root = r.runtime_root,
+                                      .cmd = req.cmd,
+                                      .pid_dir = r.bundle,
+                                      .tty = req.tty,
+                                      .stdin = req.stdin,
+                                      .stdout = req.stdout,
+                                      .stderr = req.stderr});
 }
 
 std::string StreamServer::attach(const AttachRequest& req) {
@@ -1090,8 +1280,17 @@ std::string StreamServer::attach(const AttachRequest& req) {
     const auto r = running_container(impl_->containers, req.container_id);
     if (req.stdin && !r.config.stdin)
         throw Error(Code::InvalidArgument, "container " + r.id + " was not created with stdin");
-    return impl_->url("attach",
-                      AttachJob{r.id, r.socket_dir(), r.config.tty, req.tty, req.stdin, req.stdout, req.stderr});
+    // Exit files live in <runroot>/exits, the bundle in <runroot>/containers/<id>.
+    const auto exit_dir = std::filesystem::path(r.bundle).parent_path().parent_path() / "exits";
+    return impl_->url("attach", AttachJob{.container_id = r.id,
+                                          .socket_dir = r.socket_dir(),
+                                          .exit_dir = exit_dir.string(),
+                                          .stdin_once = r.config.stdin_once,
+                                          .container_tty = r.config.tty,
+                                          .tty = req.tty,
+                                          .stdin = req.stdin,
+                                          .stdout = req.stdout,
+                                          .stderr = req.stderr});
 }
 
 std::string StreamServer::port_forward(const PortForwardRequest& req) {

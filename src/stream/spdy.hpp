@@ -119,7 +119,10 @@ struct Options {
     size_t max_header_block = 256 * 1024;      // a header block after inflate
     size_t max_headers = 1024;                 // name/value pairs in one block
     size_t max_data_frame = 16 * 1024 * 1024;  // DATA frame length (payload is streamed, not buffered)
-    size_t max_streams = 128;                  // streams the peer may have open at once
+    // Streams the peer may have open at once. kubectl port-forward carries every
+    // forwarded connection (two streams each) over one session: a browser
+    // behind it opens hundreds.
+    size_t max_streams = 2048;
     // Our DATA frames carry at most this much.
     size_t send_frame_size = 32 * 1024;
 };

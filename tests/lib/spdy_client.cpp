@@ -530,4 +530,44 @@ PortForwardResult port_forward(const std::string& url, uint16_t port, const std:
     return r;
 }
 
+std::vector<PortForwardResult> port_forward_many(const std::string& url, uint16_t port,
+                                                const std::vector<std::string>& requests,
+                                                const PortForwardOptions& o) {
+    Connection conn(url, o.protocols, o.method, o.timeout, o.tls_ca_file);
+    std::vector<PortForwardResult> out(requests.size());
+    for (auto& r : out) {
+        r.http_status = conn.status();
+        r.http_body = conn.body();
+        r.protocol = conn.protocol();
+    }
+    if (!conn.upgraded()) return out;
+    const std::string p = std::to_string(port);
+    std::vector<std::pair<uint32_t, uint32_t>> ids;  // error, data
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+        const std::string rid = std::to_string(i);
+        uint32_t err = conn.create_stream({{"streamtype", "error"}, {"port", p}, {"requestid", rid}});
+        conn.session().close_stream(err);
+        uint32_t data = conn.create_stream({{"streamtype", "data"}, {"port", p}, {"requestid", rid}});
+        ids.emplace_back(err, data);
+    }
+    // Every connection is open before any request goes out.
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+        if (!requests[i].empty()) conn.session().send_data(ids[i].second, requests[i], false);
+        if (o.half_close) conn.session().close_stream(ids[i].second);
+    }
+    conn.run_until(
+        [&] {
+            for (auto [err, data] : ids)
+                if (!conn.stream(data).fin || !conn.stream(err).fin) return false;
+            return true;
+        },
+        "the end of every data and error stream");
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        out[i].data = conn.stream(ids[i].second).data;
+        out[i].error = conn.stream(ids[i].first).data;
+    }
+    conn.finish();
+    return out;
+}
+
 }  // namespace crisd::test

@@ -78,6 +78,12 @@ struct PortForwardResult {
 
 PortForwardResult port_forward(const std::string& url, uint16_t port, const std::string& request,
                                const PortForwardOptions& options = {});
+// Many connections to one port on one session (as kubectl port-forward carries
+// them): every pair of streams is opened first, then each request is sent; the
+// results come in the order of `requests` (request ids "0", "1", ...).
+std::vector<PortForwardResult> port_forward_many(const std::string& url, uint16_t port,
+                                                const std::vector<std::string>& requests,
+                                                const PortForwardOptions& options = {});
 
 // The exit code in a v4 error-stream Status JSON: 0 for Success, N for
 // NonZeroExitCode with an "ExitCode" cause, -1 otherwise (message in *error).

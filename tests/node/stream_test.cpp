@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <thread>
 
@@ -60,7 +62,7 @@ protected:
         sh("rm -rf " + kLogDir);
     }
 
-    std::string run_pod(const std::string& name, const std::string& handler = "") {
+    std::string run_pod(const std::string& name, const std::string& handler = "", bool host_network = false) {
         v1::RunPodSandboxRequest req;
         auto* c = req.mutable_config();
         auto* md = c->mutable_metadata();
@@ -71,7 +73,7 @@ protected:
         c->set_log_directory(kLogDir + "/" + name);
         (*c->mutable_labels())["test"] = "stream";
         auto* ns = c->mutable_linux()->mutable_security_context()->mutable_namespace_options();
-        ns->set_network(v1::POD);
+        ns->set_network(host_network ? v1::NODE : v1::POD);
         ns->set_pid(v1::CONTAINER);
         ns->set_ipc(v1::POD);
         req.set_runtime_handler(handler);
@@ -81,7 +83,7 @@ protected:
 
     // A running container in a new pod.
     std::string run(const std::string& pod_name, const std::string& script, const std::string& handler = "",
-                    bool stdin = false, bool tty = false, std::string* pod_id = nullptr) {
+                    bool stdin = false, bool tty = false, std::string* pod_id = nullptr, bool stdin_once = false) {
         const auto pod = run_pod(pod_name, handler);
         if (pod_id) *pod_id = pod;
         v1::CreateContainerRequest req;
@@ -94,6 +96,7 @@ protected:
         c->add_args(script);
         c->set_log_path("main.log");
         c->set_stdin(stdin);
+        c->set_stdin_once(stdin_once);
         c->set_tty(tty);
         *req.mutable_sandbox_config() = pod_config_;
         const auto id =
@@ -124,9 +127,36 @@ protected:
         return exec_url(exec_req(id, {"sh", "-c", script}, in, true, true));
     }
 
+    v1::AttachRequest attach_req(const std::string& id, bool in, bool out, bool err) {
+        v1::AttachRequest req;
+        req.set_container_id(id);
+        req.set_stdin(in);
+        req.set_stdout(out);
+        req.set_stderr(err);
+        return req;
+    }
+    std::string attach_url(const v1::AttachRequest& req) {
+        return client_->call(&v1::RuntimeService::Stub::Attach, "Attach", req).url();
+    }
+    v1::ContainerStatus container_status(const std::string& id) {
+        v1::ContainerStatusRequest req;
+        req.set_container_id(id);
+        return client_->call(&v1::RuntimeService::Stub::ContainerStatus, "ContainerStatus", req).status();
+    }
+
     std::unique_ptr<CriClient> client_ = std::make_unique<CriClient>(kCriSocket);
     v1::PodSandboxConfig pod_config_;
 };
+
+std::string crisd_pid() { return unit_property("crisd.service", "MainPID"); }
+
+// A field of /proc/<pid>/status in KiB.
+long status_kib(const std::string& pid, const std::string& field) {
+    const auto out = sh("awk '/^" + field + ":/ {print $2}' /proc/" + pid + "/status").out;
+    return std::atol(out.c_str());
+}
+
+int pipes_of(const std::string& pid) { return std::atoi(sh("ls -l /proc/" + pid + "/fd | grep -c pipe:").out.c_str()); }
 
 class StreamingRuntimes : public Streaming, public ::testing::WithParamInterface<std::string> {};
 
@@ -220,7 +250,8 @@ TEST_P(StreamingRuntimes, SpdyExecExitCodesStdinAndTty) {
 INSTANTIATE_TEST_SUITE_P(Runtimes, StreamingRuntimes, ::testing::Values("runc", "crun"));
 
 TEST_F(Streaming, OlderProtocolsAndBadRequests) {
-    const auto id = run("proto", "sleep 300");
+    std::string pod;
+    const auto id = run("proto", "sleep 300", "", false, false, &pod);
     // channel.k8s.io (pre-v4): the error stream carries the message, not JSON.
     auto r = crisd::test::ws_command(sh_url(id, "echo x; exit 2"), "channel.k8s.io");
     EXPECT_EQ(r.out, "x\n");
@@ -232,6 +263,27 @@ TEST_F(Streaming, OlderProtocolsAndBadRequests) {
     // An unknown subprotocol is refused (and the token is spent).
     std::string body;
     EXPECT_EQ(crisd::test::ws_upgrade_status(sh_url(id, "true"), "v9.nothing.k8s.io", &body), 400) << body;
+
+    // SPDY without a common protocol: 403 with the server's protocols in
+    // X-Accepted-Stream-Protocol-Versions, as apimachinery's Handshake answers.
+    const auto spdy_refused = [](const std::string& url, const std::string& offer) {
+        return sh("curl -si --max-time 5 -X POST -H 'Connection: Upgrade' -H 'Upgrade: SPDY/3.1' "
+                  "-H 'X-Stream-Protocol-Version: " +
+                  offer + "' " + quote(url))
+            .out;
+    };
+    auto head = spdy_refused(sh_url(id, "true"), "v9.channel.k8s.io");
+    EXPECT_NE(head.find("HTTP/1.1 403"), std::string::npos) << head;
+    EXPECT_NE(head.find("X-Accepted-Stream-Protocol-Versions: v4.channel.k8s.io\r\n"), std::string::npos) << head;
+    EXPECT_NE(head.find("X-Accepted-Stream-Protocol-Versions: channel.k8s.io\r\n"), std::string::npos) << head;
+    // Port forward: the exact protocol name, not one that contains it.
+    v1::PortForwardRequest pfr;
+    pfr.set_pod_sandbox_id(pod);
+    pfr.add_port(80);
+    head = spdy_refused(client_->call(&v1::RuntimeService::Stub::PortForward, "PortForward", pfr).url(),
+                        "v2.portforward.k8s.io");
+    EXPECT_NE(head.find("HTTP/1.1 403"), std::string::npos) << head;
+    EXPECT_NE(head.find("X-Accepted-Stream-Protocol-Versions: portforward.k8s.io\r\n"), std::string::npos) << head;
 
     // Requests the kubelet itself refuses.
     v1::ExecResponse resp;
@@ -281,8 +333,12 @@ TEST_F(Streaming, ExpiredTokensGet404AndIdleSessionsClose) {
     client_ = std::make_unique<CriClient>(kCriSocket);
     const auto id = run("expire", "sleep 300");
     const auto url = sh_url(id, "echo late");
+    const auto spdy_url = sh_url(id, "echo late");
     std::this_thread::sleep_for(1500ms);
     EXPECT_EQ(crisd::test::ws_upgrade_status(url), 404);
+    const auto expired = crisd::test::remote_command(spdy_url);
+    EXPECT_EQ(expired.http_status, 404) << expired.http_body;
+    EXPECT_NE(expired.http_body.find("token not found"), std::string::npos) << expired.http_body;
     EXPECT_EQ(crisd::test::ws_command(sh_url(id, "echo in-time")).out, "in-time\n");
     // stream_idle_timeout = 1: a session without traffic either way is closed.
     {
@@ -494,6 +550,13 @@ TEST_F(Streaming, StoppingCrisdEndsSessionsAndTheirCommands) {
         if (m->channel == 1) out += m->data;
     }
     EXPECT_EQ(sh("pgrep -fx 'sleep 301' | wc -l").out, "1\n");
+    // One that ignores SIGHUP: SIGKILL 5 s later, even though crisd stops.
+    WsStream deaf(sh_url(id, "trap '' HUP; echo started; exec sleep 305"), "v5.channel.k8s.io", 20s);
+    for (std::string o; o.find("started") == std::string::npos;) {
+        auto msg = deaf.read();
+        ASSERT_TRUE(msg);
+        if (msg->channel == 1) o += msg->data;
+    }
     must("systemctl restart crisd.service");
     // The session is closed (no status: crisd went away) ...
     std::optional<crisd::test::WsMessage> m;
@@ -506,6 +569,8 @@ TEST_F(Streaming, StoppingCrisdEndsSessionsAndTheirCommands) {
     EXPECT_FALSE(m);
     // ... and the command got SIGHUP through the runtime.
     EXPECT_TRUE(wait_for([] { return sh("pgrep -fx 'sleep 301' | wc -l").out == "0\n"; }, 10s));
+    EXPECT_TRUE(wait_for([] { return sh("pgrep -fx 'sleep 305' | wc -l").out == "0\n"; }, 10s))
+        << "a command that ignores SIGHUP outlived crisd's stop";
     client_ = std::make_unique<CriClient>(kCriSocket);
 }
 
@@ -536,4 +601,218 @@ TEST_F(Streaming, BulkOutputArrivesWhole) {
     std::printf("stream: 32 MiB stdout over WebSocket %.2f s (%.0f MiB/s), over SPDY %.2f s (%.0f MiB/s); "
                 "Exec+connect+`true` %.0f ms each\n",
                 ws_s, 32 / ws_s, spdy_s, 32 / spdy_s, small_ms);
+}
+
+// A client that goes away mid-exec: its command is gone afterwards, even one
+// that ignores SIGHUP (SIGKILL 5 s later), over both protocols. The runtime
+// is only the command's foreground parent: killing it alone would leave the
+// command in the container.
+TEST_F(Streaming, ClientDisconnectEndsTheCommand) {
+    const auto id = run("disconnect", "sleep 300");
+    const auto in_container = [&](const std::string& pattern) {
+        return crisd::test::ws_command(sh_url(id, "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done "
+                                                  "2>/dev/null | grep -c '" +
+                                                      pattern + "'"))
+            .out;
+    };
+    {
+        WsStream ws(sh_url(id, "trap '' HUP; echo started; exec sleep 306"), "v5.channel.k8s.io", 20s);
+        for (std::string out; out.find("started") == std::string::npos;) {
+            auto m = ws.read();
+            ASSERT_TRUE(m);
+            if (m->channel == 1) out += m->data;
+        }
+    }  // gone without a word
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(in_container("sleep 30[6]"), "1\n") << "SIGHUP is ignored: alive until the SIGKILL";
+    EXPECT_TRUE(wait_for([] { return sh("pgrep -fx 'sleep 306' | wc -l").out == "0\n"; }, 10s));
+    EXPECT_EQ(in_container("sleep 30[6]"), "0\n");
+
+    crisd::test::RemoteCommandOptions o;
+    o.until_stdout_contains = "started";
+    const auto r = crisd::test::remote_command(sh_url(id, "trap '' HUP; echo started; exec sleep 307"), o);
+    EXPECT_NE(r.stdout_data.find("started"), std::string::npos);
+    EXPECT_TRUE(wait_for([] { return sh("pgrep -fx 'sleep 307' | wc -l").out == "0\n"; }, 10s));
+    EXPECT_EQ(in_container("sleep 30[7]"), "0\n");
+}
+
+// A process left behind holding the output pipes: the session ends after the
+// grace, crisd closes its ends of the pipes at once, and the late write
+// reaches nothing (it used to reach a freed Exec). crun hands crisd's pipes
+// to the command; runc copies through pipes of its own and exits only when
+// the leftover closes them, so the session lasts as long with runc.
+TEST_F(Streaming, ProcessLeftBehindHoldingThePipes) {
+    const auto id = run("leftover", "sleep 300", "crun");
+    const auto pid = crisd_pid();
+    const int before = pipes_of(pid);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r = crisd::test::ws_command(sh_url(id, "(sleep 3; echo late; echo late >&2) & echo early"));
+    const auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(r.out, "early\n");
+    EXPECT_EQ(r.status, R"({"metadata":{},"status":"Success"})");
+    EXPECT_LT(took, 2500ms);
+    EXPECT_EQ(pipes_of(pid), before) << "a pipe stays open in crisd while the leftover lives";
+    std::this_thread::sleep_for(3500ms);  // the late write happens
+    EXPECT_EQ(crisd_pid(), pid);
+    EXPECT_EQ(crisd::test::ws_command(sh_url(id, "echo after")).out, "after\n");
+    EXPECT_EQ(pipes_of(pid), before);
+}
+
+// A slow client gets all the output, byte-exact, although the command has
+// long exited while crisd waited for the client.
+TEST_F(Streaming, SlowReaderGetsAllOutput) {
+    const auto id = run("slow", "sleep 300");
+    std::string expected;
+    for (int i = 1; i <= 500000; ++i) expected += std::to_string(i) + "\n";
+    WsStream ws(sh_url(id, "seq 1 500000"), "v5.channel.k8s.io", 60s);
+    std::this_thread::sleep_for(3s);  // the command is done; crisd waits for us
+    std::string out, status;
+    while (auto m = ws.read()) {
+        if (m->channel == 1) out += m->data;
+        if (m->channel == 3) status += m->data;
+        std::this_thread::sleep_for(20ms);  // ~1.5 MiB/s
+    }
+    EXPECT_EQ(out.size(), expected.size());
+    EXPECT_TRUE(out == expected) << "the output differs from seq's";
+    EXPECT_EQ(status, R"({"metadata":{},"status":"Success"})");
+
+    crisd::test::RemoteCommandOptions o;
+    o.timeout = 60s;
+    const auto r = crisd::test::remote_command(sh_url(id, "seq 1 500000"), o);
+    EXPECT_TRUE(r.stdout_data == expected) << r.stdout_data.size();
+    EXPECT_EQ(r.exit_code, 0) << r.status_json;
+}
+
+// 64 MiB of stdin into a command that reads nothing for 2 s: crisd stops
+// reading its client instead of queueing it all (moby/spdystream ignores
+// SPDY's windows; a WebSocket has none).
+TEST_F(Streaming, LargeStdinKeepsCrisdSmall) {
+    const auto id = run("stdin-big", "sleep 300");
+    const auto pid = crisd_pid();
+    auto peak_after = [&](const std::function<void()>& fn) {
+        must("echo 5 > /proc/" + pid + "/clear_refs");  // resets VmHWM
+        const long rss = status_kib(pid, "VmRSS");
+        fn();
+        return status_kib(pid, "VmHWM") - rss;
+    };
+    std::string out, status;
+    const long ws_growth = peak_after([&] {
+        WsStream ws(exec_url(exec_req(id, {"sh", "-c", "sleep 2; wc -c"}, true, true, false)), "v5.channel.k8s.io",
+                    60s);
+        const std::string mib(1 << 20, 'z');
+        for (int i = 0; i < 64; ++i) ws.send(0, mib);
+        ws.close_channel(0);
+        while (auto m = ws.read()) {
+            if (m->channel == 1) out += m->data;
+            if (m->channel == 3) status += m->data;
+        }
+    });
+    EXPECT_EQ(out, "67108864\n");
+    EXPECT_EQ(status, R"({"metadata":{},"status":"Success"})");
+    crisd::test::RemoteCommandResult r;
+    const long spdy_growth = peak_after([&] {
+        crisd::test::RemoteCommandOptions o;
+        o.want_stdin = true;
+        o.want_stderr = false;
+        o.stdin_data = std::string(32 << 20, 'z');
+        o.timeout = 60s;
+        r = crisd::test::remote_command(exec_url(exec_req(id, {"sh", "-c", "sleep 2; wc -c"}, true, true, false)), o);
+    });
+    EXPECT_EQ(r.stdout_data, "33554432\n");
+    EXPECT_EQ(r.exit_code, 0) << r.status_json;
+    std::printf("stream: crisd's peak RSS grew by %ld KiB for 64 MiB of stdin over WebSocket, %ld KiB for 32 MiB "
+                "over SPDY\n",
+                ws_growth, spdy_growth);
+    EXPECT_LT(ws_growth, 24 * 1024);
+    EXPECT_LT(spdy_growth, 24 * 1024);
+}
+
+// kubectl port-forward carries every connection on one SPDY session (two
+// streams each): 300 at once, well past the old limit of 128 streams. The
+// other end is the node's registry (a pod on the host network), a server
+// that takes that many connections at once (busybox httpd does not).
+TEST_F(Streaming, SpdyPortForwardManyConnectionsOnOneSession) {
+    const auto pod = run_pod("pf-many", "", true);
+    v1::PortForwardRequest pf;
+    pf.set_pod_sandbox_id(pod);
+    pf.add_port(5000);
+    const auto url = client_->call(&v1::RuntimeService::Stub::PortForward, "PortForward", pf).url();
+    crisd::test::PortForwardOptions o;
+    o.timeout = 60s;
+    const auto results = crisd::test::port_forward_many(
+        url, 5000, std::vector<std::string>(300, "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"), o);
+    ASSERT_EQ(results.size(), 300u);
+    int ok = 0;
+    for (const auto& r : results) {
+        if (r.data.rfind("HTTP/1.0 200 OK", 0) == 0) ++ok;
+        else ADD_FAILURE() << "data: " << r.data.substr(0, 200) << " error: " << r.error;
+    }
+    EXPECT_EQ(ok, 300);
+}
+
+// kubectl attach -i to a container created with stdin and stdin_once: the
+// client's end of stdin reaches the container (conmon closes its stdin), the
+// output arrives and the container exits 0; both protocols.
+TEST_F(Streaming, AttachStdinCloseEndsAStdinOnceContainer) {
+    const auto id = run("attach-once", "exec cat", "", true, false, nullptr, true);
+    WsStream ws(attach_url(attach_req(id, true, true, false)), "v5.channel.k8s.io", 20s);
+    ws.send(0, "one\n");
+    ws.close_channel(0);
+    std::string out, status;
+    while (auto m = ws.read()) {
+        if (m->channel == 1) out += m->data;
+        if (m->channel == 3) status += m->data;
+    }
+    EXPECT_EQ(out, "one\n");
+    EXPECT_EQ(status, R"({"metadata":{},"status":"Success"})");
+    auto st = container_status(id);
+    EXPECT_EQ(st.state(), v1::CONTAINER_EXITED);
+    EXPECT_EQ(st.exit_code(), 0);
+
+    const auto id2 = run("attach-once-spdy", "exec cat", "", true, false, nullptr, true);
+    crisd::test::RemoteCommandOptions o;
+    o.want_stdin = true;
+    o.want_stderr = false;
+    o.stdin_data = "two\n";
+    const auto r = crisd::test::remote_command(attach_url(attach_req(id2, true, true, false)), o);
+    EXPECT_EQ(r.stdout_data, "two\n");
+    EXPECT_EQ(r.exit_code, 0) << r.status_json << r.error;
+    EXPECT_TRUE(wait_for([&] { return container_status(id2).state() == v1::CONTAINER_EXITED; }, 5s));
+    EXPECT_EQ(container_status(id2).exit_code(), 0);
+}
+
+// conmon drops an attach client that does not keep up; crisd then reports
+// a failure, not Success: the container still runs.
+TEST_F(Streaming, AttachDroppedByConmonIsAnError) {
+    const auto id = run("attach-drop", "sleep 2; head -c 16777216 /dev/zero | tr '\\0' y; exec sleep 300");
+    WsStream ws(attach_url(attach_req(id, false, true, false)), "v5.channel.k8s.io", 30s);
+    std::this_thread::sleep_for(6s);  // not reading: conmon's buffer for us fills up
+    std::size_t got = 0;
+    std::string status;
+    while (auto m = ws.read()) {
+        if (m->channel == 1) got += m->data.size();
+        if (m->channel == 3) status += m->data;
+    }
+    EXPECT_LT(got, 16777216u);
+    EXPECT_NE(status.find(R"("status":"Failure")"), std::string::npos) << status;
+    EXPECT_NE(status.find("crisd-conmon closed the attach connection"), std::string::npos) << status;
+    EXPECT_EQ(container_status(id).state(), v1::CONTAINER_RUNNING);
+}
+
+// Much stdin through attach into a container that reads nothing for 3 s:
+// nothing is dropped on the way (conmon stops reading the attach socket
+// while 1 MiB waits for the container; it used to drop past 4 MiB).
+TEST_F(Streaming, AttachLargeStdinArrivesWhole) {
+    const auto id = run("attach-big", "sleep 3; exec wc -c", "", true, false, nullptr, true);
+    WsStream ws(attach_url(attach_req(id, true, true, false)), "v5.channel.k8s.io", 60s);
+    const std::string mib(1 << 20, 'a');
+    for (int i = 0; i < 16; ++i) ws.send(0, mib);
+    ws.close_channel(0);
+    std::string out, status;
+    while (auto m = ws.read()) {
+        if (m->channel == 1) out += m->data;
+        if (m->channel == 3) status += m->data;
+    }
+    EXPECT_EQ(out, "16777216\n");
+    EXPECT_EQ(status, R"({"metadata":{},"status":"Success"})");
 }

@@ -292,3 +292,57 @@ TEST(SpdyPortForward, IncompletePairsExpire) {
     EXPECT_TRUE(c.fin[err]);
     EXPECT_TRUE(log.connects.empty());
 }
+
+// kubectl port-forward carries every forwarded connection (two streams) on
+// one session: a browser behind it opens hundreds at once. Each pair is
+// forgotten once both sides closed it, so the limit (2048 open peer streams)
+// only bounds what is open at the same time.
+TEST(SpdyPortForward, HundredsOfConcurrentConnectionsOnOneSession) {
+    ForwardLog log;
+    PortForwardServer srv(log.callbacks());
+    Client c;
+    for (int round = 0; round < 3; ++round) {
+        log.connects.clear();
+        std::vector<std::pair<uint32_t, uint32_t>> pairs;  // error, data
+        for (int i = 0; i < 900; ++i) {
+            const std::string rid = std::to_string(round * 1000 + i);
+            uint32_t e = c.session.open_stream(pf("error", "8080", rid), false);
+            c.session.close_stream(e);  // client-go closes its side of the error stream at once
+            uint32_t d = c.session.open_stream(pf("data", "8080", rid), false);
+            c.session.send_data(d, "req" + rid, false);
+            pairs.emplace_back(e, d);
+        }
+        shuttle(c, srv);
+        ASSERT_EQ(log.connects.size(), 900u) << "round " << round;
+        EXPECT_EQ(srv.active(), 900u);
+        for (std::size_t i = 0; i < pairs.size(); ++i) {
+            const uint32_t d = pairs[i].second;
+            EXPECT_FALSE(c.reset[d]) << d;
+            EXPECT_EQ(log.data[d], "req" + std::to_string(round * 1000 + static_cast<int>(i)));
+            srv.send(d, "resp");
+            srv.close(d);
+        }
+        shuttle(c, srv);
+        for (auto [e, d] : pairs) {
+            EXPECT_EQ(c.data[d], "resp");
+            EXPECT_TRUE(c.fin[d]);
+            EXPECT_TRUE(c.fin[e]);
+            c.session.close_stream(d);  // the local connection closed: client-go half-closes data
+        }
+        shuttle(c, srv);
+        EXPECT_EQ(srv.active(), 0u);
+        EXPECT_EQ(srv.session().open_streams(), 0u) << "closed streams are forgotten";
+    }
+
+    // Still bounded: past 2048 open peer streams, new ones are refused.
+    std::vector<uint32_t> ids;
+    for (int i = 0; i < 1025; ++i) {
+        ids.push_back(c.session.open_stream(pf("error", "80", "x" + std::to_string(i)), false));
+        ids.push_back(c.session.open_stream(pf("data", "80", "x" + std::to_string(i)), false));
+    }
+    shuttle(c, srv);
+    EXPECT_EQ(srv.session().open_streams(), 2048u);
+    EXPECT_FALSE(c.reset[ids[2047]]);
+    EXPECT_TRUE(c.reset[ids[2048]]);
+    EXPECT_TRUE(c.reset[ids[2049]]);
+}

@@ -78,6 +78,11 @@ TEST(StreamProtocol, SpdyNegotiation) {
     EXPECT_EQ(p::negotiate_spdy_remotecommand({"portforward.k8s.io"}), "");
     EXPECT_EQ(p::spdy_version("v3.channel.k8s.io"), 3);
     EXPECT_EQ(p::spdy_version("channel.k8s.io"), 1);
+    // Port forward: the exact name only (it used to be matched as a substring).
+    EXPECT_EQ(p::negotiate_spdy_portforward({"portforward.k8s.io"}), "portforward.k8s.io");
+    EXPECT_EQ(p::negotiate_spdy_portforward({"v9.portforward.k8s.io", "portforward.k8s.io"}), "portforward.k8s.io");
+    EXPECT_EQ(p::negotiate_spdy_portforward({"v2.portforward.k8s.io"}), "");
+    EXPECT_EQ(p::negotiate_spdy_portforward({"portforward.k8s.io.evil"}), "");
 }
 
 TEST(StreamProtocol, ChannelFraming) {
