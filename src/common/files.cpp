@@ -11,6 +11,7 @@
 #include <memory>
 #include <set>
 #include <string_view>
+#include <vector>
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
@@ -95,42 +96,79 @@ std::vector<std::pair<std::string, std::string>> read_records(const std::string&
 
 namespace {
 
-void walk_usage(int dir_fd, dev_t dev, DiskUsage& u, std::set<std::pair<dev_t, ino_t>>& seen) {
-    DIR* d = ::fdopendir(dir_fd);
+// Bounds for a tree a container controls (its writable layer): deeper
+// directories are not entered and the walk stops after this many entries, so
+// a hostile `mkdir -p` a million levels deep or a billion files cost a bounded
+// amount of memory, descriptors and time; the result then says so.
+constexpr std::size_t kMaxDepth = 512;
+constexpr std::uint64_t kMaxEntries = 4'000'000;
+
+// One directory being walked: its descriptor (to open its children
+// relative to it) and the subdirectories not entered yet. Its entries are
+// read at once and the DIR stream closed, so an open directory costs one
+// descriptor, not a readdir buffer.
+struct Frame {
+    UniqueFd fd;
+    std::vector<std::string> subdirs;
+};
+
+Frame scan(UniqueFd fd, dev_t dev, DiskUsage& u, std::set<std::pair<dev_t, ino_t>>& seen) {
+    Frame f{std::move(fd), {}};
+    const int dup = ::fcntl(f.fd.get(), F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return f;
+    DIR* d = ::fdopendir(dup);
     if (!d) {
-        ::close(dir_fd);
-        return;
+        ::close(dup);
+        return f;
     }
     const std::unique_ptr<DIR, int (*)(DIR*)> guard(d, ::closedir);
     while (const auto* de = ::readdir(d)) {
         const std::string_view n = de->d_name;
         if (n == "." || n == "..") continue;
+        if (u.inodes >= kMaxEntries) {
+            u.complete = false;
+            break;
+        }
         struct stat st {};
-        if (::fstatat(::dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        if (::fstatat(f.fd.get(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
         if (st.st_dev != dev) continue;  // a mount point: another file system
         if (st.st_nlink > 1 && !S_ISDIR(st.st_mode) && !seen.insert({st.st_dev, st.st_ino}).second) continue;
         u.bytes += static_cast<std::uint64_t>(st.st_blocks) * 512;
         u.inodes += 1;
-        if (S_ISDIR(st.st_mode)) {
-            const int fd = ::openat(::dirfd(d), de->d_name, O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd >= 0) walk_usage(fd, dev, u, seen);
-        }
+        if (S_ISDIR(st.st_mode)) f.subdirs.emplace_back(n);
     }
+    return f;
 }
 
 }  // namespace
 
 DiskUsage disk_usage(const std::string& dir) {
     DiskUsage u;
-    const int fd = ::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return u;
+    UniqueFd root(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (!root) return u;
     struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-        ::close(fd);
-        return u;
-    }
+    if (::fstat(root.get(), &st) != 0) return u;
     std::set<std::pair<dev_t, ino_t>> seen;
-    walk_usage(fd, st.st_dev, u, seen);
+    // Depth first without recursion: the stack is as deep as the tree (up to
+    // kMaxDepth), never crisd's own.
+    std::vector<Frame> stack;
+    stack.push_back(scan(std::move(root), st.st_dev, u, seen));
+    while (!stack.empty()) {
+        if (stack.back().subdirs.empty() || u.inodes >= kMaxEntries) {
+            stack.pop_back();
+            continue;
+        }
+        const std::string name = std::move(stack.back().subdirs.back());
+        stack.back().subdirs.pop_back();
+        if (stack.size() >= kMaxDepth) {
+            u.complete = false;
+            continue;
+        }
+        UniqueFd child(::openat(stack.back().fd.get(), name.c_str(), O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        if (!child) continue;
+        auto next = scan(std::move(child), st.st_dev, u, seen);
+        stack.push_back(std::move(next));
+    }
     return u;
 }
 

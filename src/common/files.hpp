@@ -35,9 +35,13 @@ std::vector<std::pair<std::string, std::string>> read_records(const std::string&
 // below it (an overlay's merged/, a bind mount) is neither counted nor
 // entered. Entries that vanish or cannot be read meanwhile are skipped; a
 // missing `dir` is zero. For ImageFsInfo and the writable layer in stats.
+// The walk is bounded (512 levels, 4 million entries: a container controls
+// its writable layer); past that `complete` is false and the figures are
+// what was counted.
 struct DiskUsage {
     std::uint64_t bytes = 0;
     std::uint64_t inodes = 0;
+    bool complete = true;
 };
 DiskUsage disk_usage(const std::string& dir);
 

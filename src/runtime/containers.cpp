@@ -79,6 +79,7 @@ struct ContainerManager::Container {
     std::mutex layer_mu;
     std::optional<WritableLayer> layer;
     std::chrono::steady_clock::time_point layer_at;
+    bool layer_truncated_logged = false;  // the bounded walk stopped short once (logged once)
     ContainerRecord get() const {
         std::lock_guard l(mu);
         return rec;
@@ -1108,6 +1109,13 @@ std::optional<ContainerManager::WritableLayer> ContainerManager::writable_layer(
     const auto info = rootfs_.get(id);
     if (!info) return std::nullopt;
     const auto u = disk_usage(info->upper);
+    if (!u.complete && !c.layer_truncated_logged) {
+        c.layer_truncated_logged = true;
+        const log::Fields f{{"CONTAINER_ID", id}};
+        spdlog::warn("container {}: its writable layer is deeper or larger than crisd measures (512 levels, 4 "
+                     "million entries); its usage is reported as what was counted",
+                     id.substr(0, 12));
+    }
     c.layer = WritableLayer{rootfs_.dir(), u.bytes, u.inodes, now_unix_ns()};
     c.layer_at = now;
     return c.layer;

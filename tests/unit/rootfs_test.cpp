@@ -268,4 +268,29 @@ TEST_F(RootfsTest, DiskUsageCountsHardLinksOnceAndStaysOnItsFileSystem) {
     EXPECT_EQ(mounted.inodes, 2u) << "the mount point shows the tmpfs's root: left out";
     EXPECT_LT(mounted.bytes, before.bytes + 512 * 1024);
     EXPECT_EQ(disk_usage(top_ + "/nonexistent").inodes, 0u);
+    EXPECT_TRUE(before.complete);
+}
+
+// A container controls its writable layer: a tree deeper than the walk goes
+// (made with mkdirat relative to the last level, as `mkdir -p` would) is
+// measured down to the bound, with the rest left out and said so; crisd's
+// own stack and descriptors do not grow with the tree.
+TEST_F(RootfsTest, DiskUsageOfAHostileDeepTreeIsBounded) {
+    const std::string dir = top_ + "/deep";
+    fs::create_directories(dir);
+    int fd = ::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    constexpr int kLevels = 800;  // beyond the bound (512); paths stay below PATH_MAX for the cleanup
+    for (int i = 0; i < kLevels; ++i) {
+        ASSERT_EQ(::mkdirat(fd, "d", 0755), 0) << std::strerror(errno);
+        const int next = ::openat(fd, "d", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        ::close(fd);
+        ASSERT_GE(next, 0);
+        fd = next;
+    }
+    ::close(fd);
+    const auto u = disk_usage(dir);
+    EXPECT_FALSE(u.complete);
+    EXPECT_GE(u.inodes, 500u);
+    EXPECT_LT(u.inodes, static_cast<std::uint64_t>(kLevels));
 }
