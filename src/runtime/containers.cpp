@@ -624,9 +624,18 @@ void ContainerManager::create_in_pod(ContainerRecord& rec, const PodRecord& pod)
         // that names the container instead of the runtime's "libcontainer
         // container <id>" (one SetUnitProperties call for both).
         auto sd = scope_resources(rec.config.resources, cgroups_);
+        const bool limits = !sd.empty();
         sd.description = "crisd container " + config.metadata.name + " in pod " + rec.pod_namespace + "/" +
                          rec.pod_name;
-        with_context("setting the limits of " + rec.scope(), [&] { systemd_.set_properties(rec.scope(), sd); });
+        if (limits) {
+            with_context("setting the limits of " + rec.scope(), [&] { systemd_.set_properties(rec.scope(), sd); });
+        } else {
+            try {  // only a name for operators: never worth failing the container
+                systemd_.set_properties(rec.scope(), sd);
+            } catch (const Error& e) {
+                spdlog::warn("describing {}: {}", rec.scope(), e.what());
+            }
+        }
         rec.state = ContainerState::Created;
         rec.creating = false;
         save(rec);

@@ -142,8 +142,11 @@ void Infra::start(PodRecord& pod, const Handler& handler, const std::function<vo
     // The runtime named its scope "libcontainer container <id>".
     systemd::Resources described;
     described.description = "crisd infra container of pod " + pod.config.metadata.ns + "/" + pod.config.metadata.name;
-    with_context("describing crisd-" + pod.infra.id + ".scope",
-                 [&] { systemd_.set_properties("crisd-" + pod.infra.id + ".scope", described); });
+    try {  // only a name for operators: never worth failing the pod
+        systemd_.set_properties("crisd-" + pod.infra.id + ".scope", described);
+    } catch (const Error& e) {
+        spdlog::warn("describing crisd-{}.scope: {}", pod.infra.id, e.what());
+    }
     monitor::start(socket_dir_of(pod), 60s);
     pod.infra.started_at = now_unix_ns();
     save();

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pty.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,6 +33,7 @@
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
+#include "common/files.hpp"
 #include "monitor/monitor.hpp"
 #include "monitor/protocol.hpp"
 
@@ -420,8 +422,25 @@ private:
         if (pid <= 0) return false;
         ::unlink(pid_file_.c_str());
         pid_file_.clear();
-        cmd_pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-        if (!cmd_pidfd_) spdlog::debug("exec in {}: pidfd_open({}): {}", job_.container_id, pid, std::strerror(errno));
+        UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+        if (!fd) {
+            spdlog::debug("exec in {}: pidfd_open({}): {}", job_.container_id, pid, std::strerror(errno));
+            return true;
+        }
+        // The file may be read after the command ended and its pid went to
+        // another process: kept only when the process the pidfd holds is a
+        // child of the runtime (runc and crun are the command's parent; the
+        // runtime is crisd's unreaped child here, so its pid is not reused),
+        // read while the pidfd says it still runs, so that /proc spoke of the
+        // same process.
+        const auto status = read_file_if_exists("/proc/" + std::to_string(pid) + "/status");
+        pollfd p{fd.get(), POLLIN, 0};
+        const bool alive = ::poll(&p, 1, 0) == 0;
+        if (!alive || !status || status->find("\nPPid:\t" + std::to_string(pid_) + "\n") == std::string::npos) {
+            spdlog::debug("exec in {}: pid {} from the pid file is not the command any more", job_.container_id, pid);
+            return true;
+        }
+        cmd_pidfd_ = std::move(fd);
         return true;
     }
 
@@ -601,7 +620,7 @@ private:
         offload_([weak = weak_from_this(), io = &io_, dir = job_.socket_dir, id = job_.container_id, size] {
             try {
                 monitor::resize(dir, size.height, size.width);
-            } catch (const Error& e) {
+            } catch (const std::exception& e) {  // nothing may leave the pool's thread
                 spdlog::debug("attach {}: resize: {}", id, e.what());
             }
             // weak is only locked on the I/O thread.

@@ -899,9 +899,11 @@ struct StreamServer::Impl {
     std::thread thread;
     Registry sessions;
     std::vector<std::weak_ptr<RemoteCommand>> commands;  // I/O thread only (and after it stopped)
-    // Blocking requests to crisd-conmon (attach resizes) run here, never on
-    // the I/O thread; joined after it at stop().
-    std::unique_ptr<asio::thread_pool> blocking = std::make_unique<asio::thread_pool>(1);
+    // Blocking requests to crisd-conmon (attach resizes, one in flight per
+    // session) run here, never on the I/O thread; several threads, so that
+    // one stuck conmon does not hold up every session's; joined after the
+    // I/O thread at stop().
+    std::unique_ptr<asio::thread_pool> blocking = std::make_unique<asio::thread_pool>(4);
     mutable std::mutex mu;  // guards address
     std::string address;
 
