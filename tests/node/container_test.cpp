@@ -1265,7 +1265,7 @@ TEST_F(Containers, AContainerWhoseConmonDiesIsExitedAtOnce) {
     const auto killed = std::chrono::steady_clock::now();
     must("kill -9 " + std::to_string(conmon));
     ASSERT_TRUE(wait_exited(id, 5s));
-    EXPECT_LT(std::chrono::steady_clock::now() - killed, 2500ms);
+    EXPECT_LT(std::chrono::steady_clock::now() - killed, 4000ms);  // at once: without the pidfd it never ends
     const auto st = status(id);
     EXPECT_EQ(st.exit_code(), 255);
     EXPECT_EQ(st.reason(), "Error");

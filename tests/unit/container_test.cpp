@@ -628,7 +628,7 @@ TEST_F(Manager, AMonitorThatDiesEndsItsContainerAtOnce) {
     const auto killed = std::chrono::steady_clock::now();
     ASSERT_EQ(::kill(rec.monitor_pid, SIGKILL), 0);  // OOM in the pod's slice, say
     ASSERT_TRUE(eventually([&] { return m.status(r.id).state == ContainerState::Exited; }));
-    EXPECT_LT(std::chrono::steady_clock::now() - killed, 1500ms);
+    EXPECT_LT(std::chrono::steady_clock::now() - killed, 3000ms);  // at once: without the pidfd it never ends
     const auto st = m.status(r.id);
     EXPECT_EQ(st.exit_code, 255);
     EXPECT_EQ(st.reason, "Error");
