@@ -130,6 +130,12 @@ std::shared_ptr<ContainerManager::Container> ContainerManager::find(const std::s
     return found;
 }
 
+std::shared_ptr<ContainerManager::Container> ContainerManager::find_exact(const std::string& id) const {
+    std::lock_guard lock(mu_);
+    const auto it = containers_.find(id);
+    return it == containers_.end() ? nullptr : it->second;
+}
+
 RuntimeRef ContainerManager::runtime_of(const ContainerRecord& r) {
     return {r.runtime_handler, r.runtime_path, r.runtime_root};
 }
@@ -174,13 +180,8 @@ bool ContainerManager::apply_exit(ContainerRecord& r) {
 }
 
 void ContainerManager::on_exit(const std::string& id) {
-    std::shared_ptr<Container> c;
-    {
-        std::lock_guard lock(mu_);
-        auto it = containers_.find(id);
-        if (it == containers_.end()) return;
-        c = it->second;
-    }
+    const auto c = find_exact(id);
+    if (!c) return;
     {
         std::lock_guard l(c->mu);
         if (c->starting) return;
@@ -266,13 +267,8 @@ void ContainerManager::unwatch_monitor(const std::string& id) {
 
 void ContainerManager::on_monitor_exit(const std::string& id) {
     unwatch_monitor(id);
-    std::shared_ptr<Container> c;
-    {
-        std::lock_guard lock(mu_);
-        auto it = containers_.find(id);
-        if (it == containers_.end()) return;
-        c = it->second;
-    }
+    const auto c = find_exact(id);
+    if (!c) return;
     {
         std::lock_guard l(c->mu);
         if (c->starting) return;  // start() looks at its monitor when it is done

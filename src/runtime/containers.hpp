@@ -215,6 +215,8 @@ public:
 private:
     struct Container;
     std::shared_ptr<Container> find(const std::string& id_or_prefix) const;
+    // The container with exactly this id, or null (the exit watcher's lookups).
+    std::shared_ptr<Container> find_exact(const std::string& id) const;
     void save(const ContainerRecord& r) const;
     std::string record_path(const std::string& id) const;
     std::string exit_dir() const { return opts_.runroot + "/exits"; }

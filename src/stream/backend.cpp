@@ -105,6 +105,18 @@ private:
     std::array<char, 32 * 1024> buf_{};
 };
 
+// A pump's flow control through the transport: `sink` yields the session's
+// sink while the command and the session are there (null after).
+void flow_hooks(Pump::Hooks& h, std::function<std::shared_ptr<Sink>()> sink) {
+    h.congested = [sink] {
+        const auto s = sink();
+        return s && s->congested();
+    };
+    h.on_drained = [sink](std::function<void()> fn) {
+        if (const auto s = sink()) s->on_drained(std::move(fn));
+    };
+}
+
 // Writes queued pieces in order; an optional action (close, shutdown) runs
 // once the queue is empty. `on_low` runs after each write that leaves
 // kInputLow or less queued (a transport that paused may read again).
@@ -365,15 +377,10 @@ private:
                 if (auto self = weak.lock())
                     if (auto s = self->sink_.lock()) s->output(ch, std::move(data));
             };
-            h.congested = [weak] {
+            flow_hooks(h, [weak] {
                 auto self = weak.lock();
-                auto s = self ? self->sink_.lock() : nullptr;
-                return s && s->congested();
-            };
-            h.on_drained = [weak](std::function<void()> fn) {
-                if (auto self = weak.lock())
-                    if (auto s = self->sink_.lock()) s->on_drained(std::move(fn));
-            };
+                return self ? self->sink_.lock() : nullptr;
+            });
             h.on_eof = [weak] {
                 if (auto self = weak.lock()) {
                     --self->open_outputs_;
@@ -567,15 +574,10 @@ public:
             if ((ch == protocol::kStdout && !job.stdout) || (ch == protocol::kStderr && !job.stderr)) return;
             if (auto s = self->sink_.lock()) s->output(ch, packet.substr(1));
         };
-        h.congested = [weak] {
+        flow_hooks(h, [weak] {
             auto self = weak.lock();
-            auto s = self ? self->sink_.lock() : nullptr;
-            return s && s->congested();
-        };
-        h.on_drained = [weak](std::function<void()> fn) {
-            if (auto self = weak.lock())
-                if (auto s = self->sink_.lock()) s->on_drained(std::move(fn));
-        };
+            return self ? self->sink_.lock() : nullptr;
+        });
         h.on_eof = [weak] {
             if (auto self = weak.lock()) self->ended();
         };
