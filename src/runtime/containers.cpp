@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -150,6 +149,16 @@ std::string ContainerManager::run_runtime(const ContainerRecord& r, const std::v
     return runtime::run_runtime(runtime_of(r), args);
 }
 
+// Exited with no exit status to go by: 255, reason Error, `message` says why.
+void ContainerManager::ended_unknown(ContainerRecord& r, const std::string& message) {
+    r.state = ContainerState::Exited;
+    r.exit_code = 255;
+    r.oom_killed = false;
+    r.reason = "Error";
+    r.message = message;
+    r.finished_at = now_unix_ns();
+}
+
 bool ContainerManager::apply_exit(ContainerRecord& r) {
     if (r.state == ContainerState::Exited) return false;
     std::optional<monitor::ExitStatus> s;
@@ -159,14 +168,8 @@ bool ContainerManager::apply_exit(ContainerRecord& r) {
         // conmon writes it by rename, so this is damage, not a half-written
         // file: the container has ended, how is unknown.
         spdlog::error("container {}: {}", r.id.substr(0, 12), e.what());
-        r.state = ContainerState::Exited;
-        r.exit_code = 255;
-        r.oom_killed = false;
-        r.reason = "Error";
-        r.message = std::string("crisd-conmon's exit file could not be read (") + e.what() +
-                    "); the exit status is unknown";
-        r.finished_at = now_unix_ns();
-        if (r.started_at == 0) r.started_at = r.finished_at;
+        ended_unknown(r, std::string("crisd-conmon's exit file could not be read (") + e.what() +
+                             "); the exit status is unknown");
         return true;
     }
     if (!s) return false;
@@ -296,12 +299,7 @@ void ContainerManager::monitor_gone(Container& c, const std::string& message) {
         std::lock_guard l(c.mu);
         if (c.rec.state == ContainerState::Exited) return;
         if (!apply_exit(c.rec)) {  // an exit file after all: that is the truth
-            c.rec.state = ContainerState::Exited;
-            c.rec.exit_code = 255;
-            c.rec.oom_killed = false;
-            c.rec.reason = "Error";
-            c.rec.message = message;
-            c.rec.finished_at = now_unix_ns();
+            ended_unknown(c.rec, message);
             spdlog::warn("container {} ({}): {}", r.id.substr(0, 12), r.config.metadata.name, message);
         }
         try {
@@ -317,8 +315,7 @@ void ContainerManager::monitor_gone(Container& c, const std::string& message) {
 }
 
 std::optional<std::string> ContainerManager::runtime_state(const ContainerRecord& r) const {
-    struct stat st {};
-    if (::stat((r.runtime_root + "/" + r.id).c_str(), &st) != 0) return std::nullopt;
+    if (!runtime_knows(runtime_of(r), r.id)) return std::nullopt;
     try {
         const auto out = run_runtime(r, {"state", r.id});
         // Only the JSON object (a runtime may print warnings around it).
@@ -412,11 +409,7 @@ void ContainerManager::load() {
             } catch (const Error& e) {
                 if (e.code() != Code::NotFound) spdlog::warn("killing what is left of container {}: {}", rec.id, e.what());
             }
-            rec.state = ContainerState::Exited;
-            rec.exit_code = 255;
-            rec.reason = "Error";
-            rec.message = "crisd-conmon was gone at crisd's start; the exit status is unknown";
-            rec.finished_at = now_unix_ns();
+            ended_unknown(rec, "crisd-conmon was gone at crisd's start; the exit status is unknown");
             changed = true;
         } else if (rec.state == ContainerState::Created) {
             // crisd died between `runtime start` and the record's save: the
@@ -743,8 +736,7 @@ void ContainerManager::stop(const std::string& id, std::chrono::seconds timeout)
 }
 
 void ContainerManager::kill_remaining(const ContainerRecord& r) const {
-    struct stat st {};
-    if (::stat((r.runtime_root + "/" + r.id).c_str(), &st) != 0) return;  // deleted: nothing left
+    if (!runtime_knows(runtime_of(r), r.id)) return;  // deleted: nothing left
     try {
         run_runtime(r, {"kill", "--all", r.id, std::to_string(SIGKILL)});
     } catch (const Error& e) {

@@ -92,6 +92,8 @@ public:
     ContainerRecord status(const std::string& id) const;
     std::vector<ContainerRecord> list(const ContainerFilter& filter) const;
     std::size_t count() const;
+    // Where crisd-conmon writes the exit files (<runroot>/exits/<id>).
+    std::string exit_dir() const { return opts_.runroot + "/exits"; }
 
     // ExecSync. stdout and stderr together are kept up to
     // kExecSyncOutputCap bytes, first come first kept (as CRI-O's conmon
@@ -219,12 +221,11 @@ private:
     std::shared_ptr<Container> find_exact(const std::string& id) const;
     void save(const ContainerRecord& r) const;
     std::string record_path(const std::string& id) const;
-    std::string exit_dir() const { return opts_.runroot + "/exits"; }
     void create_in_pod(ContainerRecord& rec, const PodRecord& pod);
     PodStats pod_stats_of(const PodRecord& pod) const;
     void teardown(ContainerRecord& r);
     std::optional<WritableLayer> writable_layer(Container& c, const std::string& id) const;
-    // The stats of one container as stats() gives them (null: removed meanwhile).
+    // The stats of one container as stats() gives them.
     Stats stats_of(const std::shared_ptr<Container>& c) const;
     void stop_locked(Container& c, std::chrono::seconds timeout);
     // In a PID namespace it does not own, a container's first process can end
@@ -234,6 +235,7 @@ private:
     // From the exit file; true when it changed r. An exit file that cannot
     // be read ends the container too (255, a message saying so).
     bool apply_exit(ContainerRecord& r);
+    static void ended_unknown(ContainerRecord& r, const std::string& message);
     void watch_exits();
     // The runtime's `state` status ("created", "running", "stopped",
     // "paused"), or nullopt when the runtime does not know the container.

@@ -119,11 +119,14 @@ pid_t launch(systemd::Manager& systemd, const monitor::Config& mc, const Monitor
     return l.wait_created(60s);
 }
 
-void destroy(systemd::Manager& systemd, const RuntimeRef& rt, const std::string& id, pid_t monitor_pid) {
-    // The runtime knows the container while its state directory exists;
-    // without it there is nothing to delete (never made, or deleted already).
+bool runtime_knows(const RuntimeRef& rt, const std::string& id) {
     struct stat st {};
-    if (!rt.path.empty() && ::stat((rt.root + "/" + id).c_str(), &st) == 0) {
+    return ::stat((rt.root + "/" + id).c_str(), &st) == 0;
+}
+
+void destroy(systemd::Manager& systemd, const RuntimeRef& rt, const std::string& id, pid_t monitor_pid) {
+    // Without the runtime's state there is nothing to delete.
+    if (!rt.path.empty() && runtime_knows(rt, id)) {
         try {
             run_runtime(rt, {"delete", "--force", id});
         } catch (const Error& e) {

@@ -41,6 +41,10 @@ std::vector<std::string> runtime_global_args(const RuntimeRef& rt);
 // (Unknown) with the runtime's own words.
 std::string run_runtime(const RuntimeRef& rt, const std::vector<std::string>& args);
 
+// The runtime knows the container: its state directory <root>/<id> exists
+// (never made, or deleted already, when not).
+bool runtime_knows(const RuntimeRef& rt, const std::string& id);
+
 // A live process whose command line names `id` (the crisd-conmon of that container).
 bool monitor_alive(pid_t pid, const std::string& id);
 

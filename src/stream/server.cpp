@@ -24,7 +24,6 @@
 #include <set>
 #include <charconv>
 #include <deque>
-#include <filesystem>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -1282,11 +1281,9 @@ std::string StreamServer::attach(const AttachRequest& req) {
     const auto r = running_container(impl_->containers, req.container_id);
     if (req.stdin && !r.config.stdin)
         throw Error(Code::InvalidArgument, "container " + r.id + " was not created with stdin");
-    // Exit files live in <runroot>/exits, the bundle in <runroot>/containers/<id>.
-    const auto exit_dir = std::filesystem::path(r.bundle).parent_path().parent_path() / "exits";
     return impl_->url("attach", AttachJob{.container_id = r.id,
                                           .socket_dir = r.socket_dir(),
-                                          .exit_dir = exit_dir.string(),
+                                          .exit_dir = impl_->containers.exit_dir(),
                                           .stdin_once = r.config.stdin_once,
                                           .container_tty = r.config.tty,
                                           .tty = req.tty,
