@@ -110,6 +110,23 @@ protected:
         }
     }
     CriClient client_{kCriSocket};
+
+    // The node's first CNI config: a bridge `bridge` on `subnet`, then the
+    // test's own plugin /opt/cni/bin/<plugin> running `script`; the config
+    // watch has picked it up when this returns. The test removes both.
+    static void use_test_plugin(const std::string& plugin, const std::string& script, const std::string& bridge,
+                                const std::string& subnet) {
+        must("mkdir -p /opt/cni/bin");
+        std::ofstream("/opt/cni/bin/" + plugin) << script;
+        must("chmod +x /opt/cni/bin/" + plugin);
+        const std::string conf = "/etc/cni/net.d/00-" + plugin + ".conflist";
+        std::ofstream(conf + ".tmp") << R"({"cniVersion":"1.0.0","name":")" << plugin << R"(","plugins":[
+              {"type":"bridge","bridge":")" << bridge << R"(","ipam":{"type":"host-local","ranges":[[{"subnet":")"
+                                     << subnet << R"("}]]}},
+              {"type":")" << plugin << R"("}]})";
+        must("mv " + conf + ".tmp " + conf);
+        ::usleep(500000);
+    }
 };
 
 // After every pod is gone: no mount, namespace file, CNI result or address left.
@@ -398,21 +415,15 @@ TEST_F(Pods, ARetryAfterTheClientGaveUpGetsTheFirstPod) {
 // crisd, not a gRPC thread held for as long as the ADD takes), and once the
 // ADD is done a retry gets that pod.
 TEST_F(Pods, RetriesOfAHungCreationGiveUpAtTheirDeadline) {
-    must("mkdir -p /opt/cni/bin");
-    std::ofstream("/opt/cni/bin/crisd-test-slow")
-        << "#!/usr/bin/python3\nimport json, os, sys, time\nconf = json.load(sys.stdin)\n"
-           "if os.environ.get('CNI_COMMAND') == 'ADD':\n"
-           "    for _ in range(300):\n"
-           "        if os.path.exists('/run/crisd-test-release'): break\n"
-           "        time.sleep(0.1)\n"
-           "print(json.dumps(conf.get('prevResult', {'cniVersion': conf['cniVersion']})))\n";
-    must("chmod +x /opt/cni/bin/crisd-test-slow && rm -f /run/crisd-test-release");
-    std::ofstream("/etc/cni/net.d/00-slow.conflist.tmp")
-        << R"({"cniVersion":"1.0.0","name":"slow","plugins":[
-              {"type":"bridge","bridge":"cnibr8","ipam":{"type":"host-local","ranges":[[{"subnet":"10.87.0.0/24"}]]}},
-              {"type":"crisd-test-slow"}]})";
-    must("mv /etc/cni/net.d/00-slow.conflist.tmp /etc/cni/net.d/00-slow.conflist");
-    ::usleep(500000);  // the config watch picks it up
+    must("rm -f /run/crisd-test-release");
+    use_test_plugin("crisd-test-slow",
+                    "#!/usr/bin/python3\nimport json, os, sys, time\nconf = json.load(sys.stdin)\n"
+                    "if os.environ.get('CNI_COMMAND') == 'ADD':\n"
+                    "    for _ in range(300):\n"
+                    "        if os.path.exists('/run/crisd-test-release'): break\n"
+                    "        time.sleep(0.1)\n"
+                    "print(json.dumps(conf.get('prevResult', {'cniVersion': conf['cniVersion']})))\n",
+                    "cnibr8", "10.87.0.0/24");
     client_.version();
     const auto with_deadline = [&](std::chrono::milliseconds d, std::string* id = nullptr) {
         auto ctx = client_.context();
@@ -442,7 +453,7 @@ TEST_F(Pods, RetriesOfAHungCreationGiveUpAtTheirDeadline) {
     ASSERT_EQ(list(client_, &f).size(), 1u) << "one pod, made by the first request";
     EXPECT_EQ(list(client_, &f)[0].id(), id);
     remove(client_, id);
-    must("rm -f /etc/cni/net.d/00-slow.conflist /opt/cni/bin/crisd-test-slow /run/crisd-test-release");
+    must("rm -f /etc/cni/net.d/00-crisd-test-slow.conflist /opt/cni/bin/crisd-test-slow /run/crisd-test-release");
     sh("ip link delete cnibr8");
     expect_nothing_left();
     ::usleep(500000);
@@ -519,19 +530,12 @@ TEST_F(Pods, StateSurvivesKill9AndCleanupStillWorks) {
 }
 
 TEST_F(Pods, BrokenCniPluginGivesAClearErrorAndLeavesNoHalfPod) {
-    must("mkdir -p /opt/cni/bin");
-    std::ofstream("/opt/cni/bin/crisd-test-broken")
-        << "#!/bin/sh\ncat >/dev/null\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\n"
-           "echo '{\"cniVersion\":\"1.0.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n";
-    must("chmod +x /opt/cni/bin/crisd-test-broken");
-    std::ofstream("/etc/cni/net.d/00-broken.conflist.tmp")
-        << R"({"cniVersion":"1.0.0","name":"broken","plugins":[
-              {"type":"bridge","bridge":"cnibr9","ipam":{"type":"host-local","ranges":[[{"subnet":"10.86.0.0/24"}]]}},
-              {"type":"crisd-test-broken"}]})";
-    must("mv /etc/cni/net.d/00-broken.conflist.tmp /etc/cni/net.d/00-broken.conflist");
-    ::usleep(500000);  // the config watch picks it up
+    use_test_plugin("crisd-test-broken",
+                    "#!/bin/sh\ncat >/dev/null\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\n"
+                    "echo '{\"cniVersion\":\"1.0.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n",
+                    "cnibr9", "10.86.0.0/24");
     const auto st = try_run(client_, pod_config("broken"));
-    must("rm -f /etc/cni/net.d/00-broken.conflist /opt/cni/bin/crisd-test-broken");
+    must("rm -f /etc/cni/net.d/00-crisd-test-broken.conflist /opt/cni/bin/crisd-test-broken");
     EXPECT_NE(st.error_code(), grpc::StatusCode::OK);
     EXPECT_NE(st.error_message().find("broken on purpose"), std::string::npos) << st.error_message();
     EXPECT_NE(st.error_message().find("pod-test/broken"), std::string::npos) << st.error_message();

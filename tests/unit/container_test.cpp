@@ -580,8 +580,19 @@ protected:
         r.created_at = 1;
         if (state != ContainerState::Created) r.started_at = 2;
         std::filesystem::create_directories(r.runtime_root + "/" + r.id);  // the runtime knows it
+        store(r);
+        return r;
+    }
+    // The record as crisd saved it, for the next manager() to load.
+    void store(const ContainerRecord& r) {
         std::filesystem::create_directories(dir_ + "/root/containers");
         std::ofstream(dir_ + "/root/containers/" + r.id + ".json") << to_json(r).dump();
+    }
+    // A container whose crisd-conmon is a live stand-in (see fake_monitor).
+    ContainerRecord monitored(char fill, ContainerState state) {
+        auto r = record(fill, state, 0);
+        r.monitor_pid = fake_monitor(r.id);
+        store(r);
         return r;
     }
     void runtime_says(const std::string& status) {
@@ -618,15 +629,12 @@ protected:
 }  // namespace
 
 TEST_F(Manager, AMonitorThatDiesEndsItsContainerAtOnce) {
-    const auto r = record('a', ContainerState::Running, 0);
-    auto rec = r;
-    rec.monitor_pid = fake_monitor(r.id);
-    std::ofstream(dir_ + "/root/containers/" + r.id + ".json") << to_json(rec).dump();
+    const auto r = monitored('a', ContainerState::Running);
     auto& m = manager();
     ASSERT_EQ(m.status(r.id).state, ContainerState::Running);
     auto events = m.subscribe();
     const auto killed = std::chrono::steady_clock::now();
-    ASSERT_EQ(::kill(rec.monitor_pid, SIGKILL), 0);  // OOM in the pod's slice, say
+    ASSERT_EQ(::kill(r.monitor_pid, SIGKILL), 0);  // OOM in the pod's slice, say
     ASSERT_TRUE(eventually([&] { return m.status(r.id).state == ContainerState::Exited; }));
     EXPECT_LT(std::chrono::steady_clock::now() - killed, 3000ms);  // at once: without the pidfd it never ends
     const auto st = m.status(r.id);
@@ -653,12 +661,8 @@ TEST_F(Manager, AMonitorThatDiesEndsItsContainerAtOnce) {
 }
 
 TEST_F(Manager, ADamagedExitFileEndsTheContainerAndNotCrisd) {
-    auto a = record('a', ContainerState::Running, 0);
-    a.monitor_pid = fake_monitor(a.id);
-    std::ofstream(dir_ + "/root/containers/" + a.id + ".json") << to_json(a).dump();
-    auto b = record('b', ContainerState::Running, 0);
-    b.monitor_pid = fake_monitor(b.id);
-    std::ofstream(dir_ + "/root/containers/" + b.id + ".json") << to_json(b).dump();
+    auto a = monitored('a', ContainerState::Running);
+    auto b = monitored('b', ContainerState::Running);
     std::filesystem::create_directories(dir_ + "/run/exits");
     std::ofstream(dir_ + "/run/exits/" + a.id) << "exit_code=banana\n";  // found at startup
     auto& m = manager();
@@ -677,9 +681,7 @@ TEST_F(Manager, ADamagedExitFileEndsTheContainerAndNotCrisd) {
 }
 
 TEST_F(Manager, ACreatedContainerThatTheRuntimeRunsIsRunningAfterARestart) {
-    auto r = record('a', ContainerState::Created, 0);
-    r.monitor_pid = fake_monitor(r.id);
-    std::ofstream(dir_ + "/root/containers/" + r.id + ".json") << to_json(r).dump();
+    auto r = monitored('a', ContainerState::Created);
     runtime_says("running");  // crisd died between `runtime start` and its save
     auto& m = manager();
     EXPECT_EQ(m.status(r.id).state, ContainerState::Running);
@@ -687,12 +689,8 @@ TEST_F(Manager, ACreatedContainerThatTheRuntimeRunsIsRunningAfterARestart) {
 }
 
 TEST_F(Manager, AFailedStartRecordsWhatTheRuntimeSays) {
-    auto a = record('a', ContainerState::Created, 0);
-    a.monitor_pid = fake_monitor(a.id);
-    std::ofstream(dir_ + "/root/containers/" + a.id + ".json") << to_json(a).dump();
-    auto b = record('b', ContainerState::Created, 0);
-    b.monitor_pid = fake_monitor(b.id);
-    std::ofstream(dir_ + "/root/containers/" + b.id + ".json") << to_json(b).dump();
+    auto a = monitored('a', ContainerState::Created);
+    auto b = monitored('b', ContainerState::Created);
     runtime_says("created");
     auto& m = manager();
     auto events = m.subscribe();
@@ -716,7 +714,7 @@ TEST_F(Manager, AFailedStartRecordsWhatTheRuntimeSays) {
 TEST_F(Manager, StoppingAnExitedContainerThatSharesAPidNamespaceKillsWhatItLeft) {
     auto shared = record('a', ContainerState::Exited, 0);
     shared.config.pid = NamespaceMode::Pod;
-    std::ofstream(dir_ + "/root/containers/" + shared.id + ".json") << to_json(shared).dump();
+    store(shared);
     const auto own = record('b', ContainerState::Exited, 0);  // PID namespace of its own
     auto& m = manager();
     m.stop(shared.id, 10s);

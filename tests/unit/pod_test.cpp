@@ -332,6 +332,26 @@ protected:
                                     << after_start << "\n) &\n";
         std::filesystem::permissions(conmon_path_, std::filesystem::perms::owner_all);
     }
+    // A host pod made by RunPodSandbox, then its record turned back into
+    // that of a RunPodSandbox crisd died in (creating, not ready); the
+    // record is for the test to change and write to `path`.
+    struct Interrupted {
+        PodRecord rec;
+        std::string path;
+    };
+    Interrupted interrupted(const std::string& name) {
+        std::string id;
+        {
+            auto pods = manager();
+            id = pods->run(host_pod(name));
+        }
+        Interrupted out;
+        out.path = dir_ + "/root/pods/" + id + ".json";
+        out.rec = record_from_json(nlohmann::json::parse(std::ifstream(out.path)));
+        out.rec.creating = true;
+        out.rec.state = PodState::NotReady;
+        return out;
+    }
     static PodConfig host_pod(const std::string& name) {
         PodConfig c;
         c.metadata = {name, "uid-" + name, "default", 0};
@@ -500,16 +520,8 @@ TEST_F(PodManagerTest, APodWhoseInfraContainerIsGoneIsNotReadyAfterARestart) {
 }
 
 TEST_F(PodManagerTest, AnUnfinishedCreationIsUndoneAtStartup) {
-    std::string id;
-    {
-        auto pods = manager();
-        id = pods->run(host_pod("a"));
-    }
     // As if crisd died in the middle of RunPodSandbox.
-    const std::string path = dir_ + "/root/pods/" + id + ".json";
-    auto rec = record_from_json(nlohmann::json::parse(std::ifstream(path)));
-    rec.creating = true;
-    rec.state = PodState::NotReady;
+    const auto [rec, path] = interrupted("a");
     std::ofstream(path) << to_json(rec).dump();
     auto again = manager();
     again->load();
@@ -532,16 +544,8 @@ TEST_F(PodManagerTest, AnUnfinishedCreationsMountsAreUndoneWhateverItsRecordSays
         ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
         in_private_ns = true;
     }
-    std::string id;
-    {
-        auto pods = manager();
-        id = pods->run(host_pod("a"));
-    }
-    const std::string path = dir_ + "/root/pods/" + id + ".json";
-    auto rec = record_from_json(nlohmann::json::parse(std::ifstream(path)));
-    rec.creating = true;
-    rec.state = PodState::NotReady;
-    rec.ns_dir = dir_ + "/run/ns/" + id;
+    auto [rec, path] = interrupted("a");
+    rec.ns_dir = dir_ + "/run/ns/" + rec.id;
     std::filesystem::create_directories(rec.ns_dir);
     for (const char* kind : {"net", "uts"}) {  // pinned as create_namespaces pins them
         const std::string file = rec.ns_dir + "/" + kind;
@@ -564,14 +568,9 @@ TEST_F(PodManagerTest, AnUnfinishedCreationsMountsAreUndoneWhateverItsRecordSays
     again->remove(again->run(host_pod("a")));  // the name is free
 
     // A record that names namespaces and shm that were never made.
-    {
-        auto pods = manager();
-        id = pods->run(host_pod("b"));
-    }
-    const std::string path_b = dir_ + "/root/pods/" + id + ".json";
-    rec = record_from_json(nlohmann::json::parse(std::ifstream(path_b)));
-    rec.creating = true;
-    rec.ns_dir = dir_ + "/run/ns/" + id;
+    auto [rec_b, path_b] = interrupted("b");
+    rec = rec_b;
+    rec.ns_dir = dir_ + "/run/ns/" + rec.id;
     rec.netns = rec.ns_dir + "/net";
     rec.ipcns = rec.ns_dir + "/ipc";
     rec.shm = rec.run_dir + "/shm";
